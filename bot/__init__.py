@@ -1,0 +1,1 @@
+"""gridbot core: configuration, the app that wires everything, transports, dispatch."""

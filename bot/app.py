@@ -1,0 +1,95 @@
+"""The app: wires configuration, database, clock, scheduler, renderer, outbox, dispatcher
+and transports, and runs scheduled jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.context import JobContext
+from bot.dispatch import Dispatcher
+from bot.i18n import Renderer
+from bot.outbox import Outbox
+from bot.people import People
+from bot.registry import REGISTRY
+from bot.scheduler import Scheduler
+from bot.transports.base import Incoming, Transport
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+OUTBOX_RETRY = timedelta(minutes=1)
+
+
+class App:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        import commands  # noqa: F401  (declares every command, job and hook)
+
+        self.config = config
+        self.clock = clock or Clock()
+        self.db = Database(config.db_url)
+        self.renderer = Renderer()
+        self.scheduler = Scheduler(self.clock)
+        self.people = People(config)
+        self.outbox = Outbox(self)
+        self.dispatcher = Dispatcher(self)
+        self.transports: dict[str, Transport] = {}
+        self.bot_usernames: set[str] = set()  # filled by transports: `/cmd@name` for us
+        self._stopped = asyncio.Event()
+
+    async def start(self, transports: Iterable[Transport] = ()) -> None:
+        if self.db.is_sqlite:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.db.migrate()
+        self.scheduler.start()
+        for job in REGISTRY.jobs:
+            self.scheduler.every(job.name, job.every, self._job_runner(job.function))
+        self.scheduler.every("outbox", OUTBOX_RETRY, self.outbox.deliver)
+        await self.emit("startup")
+        for transport in transports:
+            self.transports[transport.name] = transport
+            await transport.start(self)
+        await self.outbox.deliver()  # whatever was accepted but not sent before a restart
+
+    async def stop(self) -> None:
+        for transport in list(self.transports.values()):
+            try:
+                await transport.stop()
+            except Exception:
+                log.exception("stopping transport %s", transport.name)
+        self.transports.clear()
+        self.scheduler.shutdown()
+        await self.db.close()
+        self._stopped.set()
+
+    async def handle(self, message: Incoming) -> None:
+        await self.dispatcher.handle(message)
+
+    async def run_job(self, function: Callable[[JobContext], Awaitable[None]]) -> None:
+        """Runs one job in its own transaction; its messages are delivered after commit."""
+        try:
+            async with self.db.transaction() as db:
+                jc = JobContext(app=self, db=db, now=self.clock.now())
+                await function(jc)
+        except Exception:
+            log.exception("job %s failed", getattr(function, "__name__", function))
+            return
+        await self.outbox.deliver([row.id for row in jc.queued])
+
+    def _job_runner(self, function):
+        async def run() -> None:
+            await self.run_job(function)
+
+        return run
+
+    async def emit(self, event: str, **values) -> None:
+        """Calls the hooks declared for `event` (e.g. a domain rescheduling its jobs)."""
+        for hook in REGISTRY.hooks.get(event, ()):
+            await hook(self, **values)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()

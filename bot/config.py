@@ -1,0 +1,132 @@
+"""Configuration from environment variables or a TOML file named by GRIDBOT_CONFIG.
+
+The variable names are a contract with deployments (see PRODUCT.md); the TOML file uses
+the same keys, lowercased and without the GRIDBOT_ prefix (`database_url = "..."`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+LANGUAGES = ("zh", "en")
+
+
+class ConfigError(Exception):
+    """Invalid configuration: the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = field(default_factory=Path.cwd)
+    database_url: str = ""
+    admins: tuple[str, ...] = ()
+    telegram_token: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_listen: str = "127.0.0.1:8443"
+    matrix_homeserver: str | None = None
+    matrix_user: str | None = None
+    matrix_password: str | None = None
+    lang: str = "zh"
+    tz: str = "Asia/Shanghai"
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_token)
+
+    @property
+    def matrix_enabled(self) -> bool:
+        return bool(self.matrix_homeserver)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "gridbot.db"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.sqlite_path}"
+
+
+_KEYS = {
+    "database_url", "data_dir", "admins", "telegram_token", "telegram_api_url",
+    "telegram_webhook_url", "telegram_webhook_listen", "matrix_homeserver", "matrix_user",
+    "matrix_password", "lang", "tz",
+}
+
+
+def load(env: dict[str, str] | None = None) -> Config:
+    """Reads the configuration and validates it, raising ConfigError with a clear message."""
+    env = dict(os.environ if env is None else env)
+    raw: dict[str, object] = {}
+    config_file = env.get("GRIDBOT_CONFIG")
+    if config_file:
+        raw.update(_read_toml(Path(config_file)))
+    for key in _KEYS:
+        value = env.get("GRIDBOT_" + key.upper())
+        if value is not None and value != "":
+            raw[key] = value
+    return _validate(raw)
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"GRIDBOT_CONFIG: file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"GRIDBOT_CONFIG: {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}")
+    return data
+
+
+def _validate(raw: dict[str, object]) -> Config:
+    data_dir = Path(str(raw.get("data_dir") or Path.cwd())).expanduser()
+    admins = raw.get("admins", ())
+    if isinstance(admins, str):
+        admins = [a.strip() for a in admins.split(",")]
+    lang = str(raw.get("lang", "zh"))
+    if lang not in LANGUAGES:
+        raise ConfigError(f"GRIDBOT_LANG must be one of {', '.join(LANGUAGES)}, not {lang!r}")
+    tz = str(raw.get("tz", "Asia/Shanghai"))
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"GRIDBOT_TZ: unknown time zone {tz!r} (e.g. Asia/Shanghai)") from None
+    matrix = [raw.get(k) for k in ("matrix_homeserver", "matrix_user", "matrix_password")]
+    if any(matrix) and not all(matrix):
+        raise ConfigError(
+            "Matrix needs all of GRIDBOT_MATRIX_HOMESERVER, GRIDBOT_MATRIX_USER and "
+            "GRIDBOT_MATRIX_PASSWORD"
+        )
+    url = str(raw.get("database_url", ""))
+    if url and not url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"GRIDBOT_DATABASE_URL must be an SQLite or PostgreSQL URL, not {url!r}")
+    if url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite:///"):
+        url = "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    return Config(
+        data_dir=data_dir,
+        database_url=url,
+        admins=tuple(a for a in admins if a),
+        telegram_token=_opt(raw, "telegram_token"),
+        telegram_api_url=str(raw.get("telegram_api_url") or "https://api.telegram.org").rstrip("/"),
+        telegram_webhook_url=_opt(raw, "telegram_webhook_url"),
+        telegram_webhook_listen=str(raw.get("telegram_webhook_listen") or "127.0.0.1:8443"),
+        matrix_homeserver=_opt(raw, "matrix_homeserver"),
+        matrix_user=_opt(raw, "matrix_user"),
+        matrix_password=_opt(raw, "matrix_password"),
+        lang=lang,
+        tz=tz,
+    )
+
+
+def _opt(raw: dict[str, object], key: str) -> str | None:
+    value = raw.get(key)
+    return str(value) if value else None

@@ -1,0 +1,219 @@
+"""Every incoming message goes through one pipeline:
+dedupe → who and where → find the command → authorise → parse → run → audit → reply.
+
+The command's writes, its audit entry, its replies (in the outbox) and the record that the
+message was handled commit together; replies are delivered after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from difflib import get_close_matches
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from bot.args import ArgError
+from bot.context import Context, Refused, Reject
+from bot.registry import REGISTRY, Command
+from bot.roles import Role, Where
+from bot.transports.base import Incoming
+from storage import models
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger(__name__)
+
+MAX_LENGTH = 4000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_COMMAND = re.compile(r"[/／](\S+?)(?:@(\S+))?(?:\s+(.*))?", re.DOTALL)
+
+
+def split_command(text: str) -> tuple[str, str | None, str] | None:
+    """`/claim@gridbot E7` → ('claim', 'gridbot', 'E7'); None if it is not a command."""
+    match = _COMMAND.fullmatch(text.strip())
+    if not match:
+        return None
+    return match[1], match[2], (match[3] or "").strip()
+
+
+class Dispatcher:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def handle(self, msg: Incoming) -> None:
+        parsed = split_command(msg.text)
+        if parsed is None:
+            return  # ordinary conversation in the chat
+        name, addressed_to, args = parsed
+        if addressed_to and self.app.bot_usernames and addressed_to.lower() not in self.app.bot_usernames:
+            return  # `/cmd@otherbot`
+        try:
+            queued = await self._run(msg, name, args)
+        except Exception:
+            log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
+                          msg.transport, msg.chat, msg.sender, msg.text[:200])
+            queued = await self._answer_failure(msg)
+        await self.app.outbox.deliver([row.id for row in queued])
+
+    async def _run(self, msg: Incoming, name: str, args: str) -> list[models.OutboxMessage]:
+        async with self.app.db.transaction() as db:
+            if msg.dedupe_key:
+                if await db.get(models.ProcessedMessage, msg.dedupe_key) is not None:
+                    return []  # a redelivered message: handled already
+                db.add(models.ProcessedMessage(key=msg.dedupe_key, at=self.app.clock.now()))
+            ctx = await self.context(db, msg)
+            kept = len(ctx.queued)
+            try:
+                async with db.begin_nested():
+                    await self._execute(ctx, name, args)
+            except (Reject, Refused, ArgError) as problem:
+                del ctx.queued[kept:]  # replies queued by the rolled-back command
+                self._explain(ctx, name, args, problem)
+            return ctx.queued
+
+    async def context(self, db, msg: Incoming) -> Context:
+        """Who is speaking, in which chat, community and grid, with which role."""
+        now = self.app.clock.now()
+        person = await self.app.people.from_message(db, msg, now)
+        chat = await db.scalar(
+            select(models.Chat).where(
+                models.Chat.transport == msg.transport, models.Chat.external_id == msg.chat
+            )
+        )
+        if chat is None:
+            chat = models.Chat(
+                transport=msg.transport, external_id=msg.chat, is_direct=msg.is_direct,
+                title=msg.chat_title,
+            )
+            db.add(chat)
+            await db.flush()
+        community = grid = None
+        if chat.community_id is not None:
+            community = await db.get(models.Community, chat.community_id)
+            grid = await db.get(models.Grid, chat.grid_id) if chat.grid_id else None
+        else:
+            # In a direct chat (or a group not yet linked), act in the community the person
+            # last joined; in a direct chat, in that grid too.
+            membership = await db.scalar(
+                select(models.Membership)
+                .where(models.Membership.person_id == person.id)
+                .order_by(models.Membership.id.desc())
+            )
+            if membership is not None:
+                community = await db.get(models.Community, membership.community_id)
+                if chat.is_direct and membership.grid_id:
+                    grid = await db.get(models.Grid, membership.grid_id)
+        role = await self.app.people.role(db, person, community, grid)
+        return Context(
+            app=self.app, db=db, now=now, community=community, message=msg, person=person,
+            chat=chat, grid=grid, role=role,
+        )
+
+    async def _execute(self, ctx: Context, name: str, args: str) -> None:
+        if len(ctx.message.text) > MAX_LENGTH:
+            raise Reject("core/too_long", limit=MAX_LENGTH)
+        if _CONTROL.search(ctx.message.text):
+            raise Reject("core/control_characters")
+        found = REGISTRY.find(name, args)
+        if found is None and REGISTRY.group_usage(name):
+            raise ArgError("subcommand", word=args.split()[0] if args.split() else "")
+        if found is None:
+            raise Reject("core/unknown", name=name, suggestions=self._suggest(name))
+        cmd, argtext = found
+        ctx.command = cmd
+        self._check_where(ctx, cmd)
+        if cmd.role_grid is None:
+            self._check_role(ctx, cmd.role)
+        values = await cmd.signature.parse(ctx, argtext)
+        if cmd.role_grid is not None:
+            grid = values[cmd.role_grid]
+            role = await self.app.people.role(ctx.db, ctx.person, ctx.community, grid)
+            if role < cmd.role:
+                raise Refused(cmd.role)
+        ctx.db.info["audit"] = changes = []
+        try:
+            positional = [values.pop(p.name) for p in cmd.signature.params if p.variadic]
+            await cmd.function(ctx, *(positional[0] if positional else ()), **values)
+            await ctx.db.flush()
+        finally:
+            ctx.db.info.pop("audit", None)
+        changes += ctx.extra_changes
+        if changes:
+            ctx.db.add(models.AuditEntry(
+                at=ctx.now, community_id=ctx.community.id if ctx.community else None,
+                person_id=ctx.person.id, chat_id=ctx.chat.id, command=cmd.name,
+                text=ctx.message.text[:1000], refs=ctx.refs, changes=changes,
+            ))
+
+    def allows(self, ctx: Context, cmd: Command) -> bool:
+        """Whether the caller may use `cmd` in this chat, as the filter would decide."""
+        if not self._where_ok(ctx, cmd):
+            return False
+        # A command that names its grid is checked against that grid when run.
+        return ctx.role >= cmd.role or cmd.role_grid is not None
+
+    def _check_where(self, ctx: Context, cmd: Command) -> None:
+        if not self._where_ok(ctx, cmd):
+            raise Refused(where=cmd.where)
+
+    def _where_ok(self, ctx: Context, cmd: Command) -> bool:
+        chat, community = ctx.chat, ctx.community
+        return {
+            Where.ANY: True,
+            Where.GROUP: not chat.is_direct,
+            Where.DIRECT: chat.is_direct,
+            Where.GRID: chat.grid_id is not None,
+            Where.HQ: community is not None and chat.id == community.hq_chat_id,
+            Where.COMMUNITY: community is not None,
+        }[cmd.where]
+
+    def _check_role(self, ctx: Context, needed: Role) -> None:
+        if ctx.role < needed:
+            raise Refused(needed)
+
+    def _explain(self, ctx: Context, name: str, args: str, problem: Exception) -> None:
+        """Turns a refusal or a bad argument into a clear reply."""
+        cmd = ctx.command
+        if isinstance(problem, Reject):
+            ctx.reply(problem.template, **problem.values, usage=cmd.usage if cmd else "")
+        elif isinstance(problem, Refused):
+            ctx.reply(
+                "core/refused",
+                role=problem.role.key if problem.role is not None else None,
+                where=str(problem.where) if problem.where else None,
+                command=cmd.name if cmd else name,
+                no_admins=not self.app.config.admins and ctx.message.transport != "console",
+            )
+        else:
+            if cmd is None or (cmd.sub and not args.strip()):
+                usages = REGISTRY.group_usage(cmd.group if cmd else name)
+            else:
+                usages = [cmd.usage]
+            ctx.reply(
+                "core/usage",
+                problem=ctx.render("args/" + problem.template, private=False, **problem.values),
+                usages=usages,
+            )
+
+    def _suggest(self, name: str) -> list[str]:
+        names = list(REGISTRY.groups) + list(REGISTRY.aliases)
+        close = get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+        return [REGISTRY.aliases.get(n, n) for n in close]
+
+    async def _answer_failure(self, msg: Incoming) -> list[models.OutboxMessage]:
+        """After an unexpected error: apologise once, and never handle the message again."""
+        try:
+            async with self.app.db.transaction() as db:
+                if msg.dedupe_key:
+                    if await db.get(models.ProcessedMessage, msg.dedupe_key) is not None:
+                        return []
+                    db.add(models.ProcessedMessage(key=msg.dedupe_key, at=self.app.clock.now()))
+                ctx = await self.context(db, msg)
+                ctx.reply("core/internal_error")
+                return ctx.queued
+        except Exception:
+            log.exception("could not even apologise for %r", msg.text[:200])
+            return []

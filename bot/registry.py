@@ -1,0 +1,163 @@
+"""The declared commands, periodic jobs and event hooks of every domain module.
+
+A domain module declares what it offers with these decorators; the app and dispatcher
+find it here. Nothing in this file knows any domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bot.args import Signature, signature_of
+from bot.roles import Role, Where
+
+
+@dataclass
+class Command:
+    group: str
+    sub: str | None
+    function: Callable[..., Awaitable[Any]]
+    role: Role
+    where: Where
+    aliases: tuple[str, ...]
+    signature: Signature
+    role_grid: str | None = None
+    default: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.group} {self.sub}" if self.sub else self.group
+
+    @property
+    def usage(self) -> str:
+        return f"/{self.name} {self.signature.usage()}".strip()
+
+    @property
+    def summary(self) -> str:
+        return (self.function.__doc__ or "").strip().splitlines()[0] if self.function.__doc__ else ""
+
+
+@dataclass
+class Job:
+    name: str
+    every: timedelta
+    function: Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class DigestSection:
+    """One section of the daily digest, declared by the domain that owns the data."""
+
+    name: str
+    order: int
+    function: Callable[..., Awaitable[Any]]
+    template: str
+
+
+@dataclass
+class Registry:
+    groups: dict[str, dict[str | None, Command]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    jobs: list[Job] = field(default_factory=list)
+    digest_sections: list[DigestSection] = field(default_factory=list)
+    hooks: dict[str, list[Callable[..., Awaitable[Any]]]] = field(default_factory=dict)
+
+    def add(self, cmd: Command) -> None:
+        subs = self.groups.setdefault(cmd.group, {})
+        if cmd.sub in subs:
+            raise ValueError(f"command /{cmd.name} declared twice")
+        subs[cmd.sub] = cmd
+        for alias in cmd.aliases:
+            self.aliases[alias] = cmd.group
+
+    def commands(self) -> list[Command]:
+        return [cmd for subs in self.groups.values() for cmd in subs.values()]
+
+    def find(self, name: str, args: str) -> tuple[Command, str] | None:
+        """The command for `/name args`, and the arguments left once a sub-command is taken."""
+        group = self.groups.get(name.lower()) or self.groups.get(self.aliases.get(name, ""))
+        if group is None:
+            return None
+        first, _, rest = args.strip().partition(" ")
+        if first.lower() in group and first:
+            return group[first.lower()], rest
+        for cmd in group.values():
+            if cmd.sub is None or cmd.default:
+                return cmd, args
+        return None
+
+    def group_usage(self, name: str) -> list[str]:
+        group = self.groups.get(name) or self.groups.get(self.aliases.get(name, ""), {})
+        return [cmd.usage for cmd in group.values()]
+
+
+REGISTRY = Registry()
+
+
+def command(
+    name: str,
+    *,
+    role: Role = Role.RESIDENT,
+    where: Where = Where.ANY,
+    aliases: tuple[str, ...] = (),
+    default: bool = False,
+    role_grid: str | None = None,
+):
+    """Declares a command. `name` may hold a sub-command (`"grid add"`); `default` marks the
+    sub-command run when none is named; `role_grid` names the argument whose grid the role
+    is checked against (for commands that act on a grid other than this chat's)."""
+
+    group, _, sub = name.partition(" ")
+
+    def decorate(function):
+        REGISTRY.add(
+            Command(
+                group=group,
+                sub=sub or None,
+                function=function,
+                role=role,
+                where=where,
+                aliases=aliases,
+                signature=signature_of(function),
+                role_grid=role_grid,
+                default=default,
+            )
+        )
+        return function
+
+    return decorate
+
+
+def job(every: timedelta):
+    """Declares a periodic job: `async def f(jc: JobContext)`, run every `every`."""
+
+    def decorate(function):
+        REGISTRY.jobs.append(Job(function.__module__ + "." + function.__name__, every, function))
+        return function
+
+    return decorate
+
+
+def digest_section(name: str, *, order: int, template: str):
+    """Declares a section of the daily digest. The function gathers one grid's unfinished
+    items; `template` renders them (see commands/digest.py for the contract)."""
+
+    def decorate(function):
+        REGISTRY.digest_sections.append(DigestSection(name, order, function, template))
+        REGISTRY.digest_sections.sort(key=lambda s: s.order)
+        return function
+
+    return decorate
+
+
+def on(event: str):
+    """Declares a hook for an app event (`startup`, `community_changed`)."""
+
+    def decorate(function):
+        REGISTRY.hooks.setdefault(event, []).append(function)
+        return function
+
+    return decorate

@@ -1,0 +1,1 @@
+"""Transports: console, Telegram, Matrix. They know nothing of domains."""

@@ -1,0 +1,302 @@
+"""Setting up communities, grids, households and roles, and the community's settings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from sqlalchemy import delete, func, select
+
+from bot.api import (
+    ArgError,
+    Clock,
+    Context,
+    Converter,
+    GridRef,
+    HouseholdCode,
+    Int,
+    Interval,
+    NewGridCode,
+    PersonRef,
+    Reject,
+    Role,
+    Text,
+    Where,
+    Zone,
+    command,
+    convert,
+)
+from storage import models
+from storage.households import building_of, normalise_household, pattern_codes
+from storage.queries import grid_summaries
+
+MAX_HOUSEHOLDS_AT_ONCE = 5000
+
+
+@command("community", role=Role.ADMIN, where=Where.GROUP, aliases=("社区",))
+async def community(ctx: Context, name: Text) -> None:
+    """Create a community; this chat becomes its HQ chat and you its secretary."""
+    if ctx.chat.community_id is not None:
+        raise Reject("setup/chat_taken")
+    created = models.Community(
+        name=name, tz=ctx.app.config.tz, lang=ctx.app.config.lang, created_at=ctx.now
+    )
+    ctx.db.add(created)
+    await ctx.db.flush()
+    created.hq_chat_id = ctx.chat.id
+    ctx.chat.community_id = created.id
+    ctx.db.add(models.Membership(
+        community_id=created.id, person_id=ctx.person.id, role="secretary", created_at=ctx.now,
+    ))
+    ctx.community = created
+    ctx.reply("setup/community_created", community=created)
+
+
+@command("grid add", role=Role.SECRETARY, where=Where.COMMUNITY)
+async def grid_add(ctx: Context, code: NewGridCode, name: Text) -> None:
+    """Create a grid."""
+    community = ctx.require_community()
+    exists = await ctx.db.scalar(
+        select(models.Grid).where(models.Grid.community_id == community.id, models.Grid.code == code)
+    )
+    if exists:
+        raise Reject("setup/grid_exists", code=code)
+    ctx.db.add(models.Grid(
+        community_id=community.id, code=code, name=name, round_started_at=ctx.now,
+        created_at=ctx.now,
+    ))
+    ctx.reply("setup/grid_added", code=code, name=name)
+
+
+@command("grid link", role=Role.LEADER, where=Where.GROUP, role_grid="grid")
+async def grid_link(ctx: Context, grid: GridRef) -> None:
+    """Bind this chat to a grid."""
+    community = ctx.require_community()
+    if ctx.chat.id == community.hq_chat_id:
+        raise Reject("setup/hq_not_grid")
+    if ctx.chat.community_id not in (None, community.id):
+        raise Reject("setup/chat_taken")
+    ctx.chat.community_id = community.id
+    ctx.chat.grid_id = grid.id
+    ctx.grid = grid
+    ctx.reply("setup/grid_linked", grid=grid, community=community)
+
+
+@command("grid list", role=Role.MEMBER, where=Where.COMMUNITY, default=True)
+async def grid_list(ctx: Context) -> None:
+    """Grids with households, members and coverage."""
+    community = ctx.require_community()
+    ctx.reply("setup/grid_list", community=community, grids=await grid_summaries(ctx.db, community))
+
+
+class CodeOrBuilding(Converter):
+    """A household code (`3-2-101`), or a building (`3`) for the units= floors= rooms= form."""
+
+    placeholder = "household"
+
+    async def convert(self, ctx: Context, word: str) -> str:
+        if re.fullmatch(r"[0-9A-Za-z]{1,8}", word):
+            return word.upper()
+        return await HouseholdCode().convert(ctx, word)
+
+
+@command("household add", role=Role.LEADER, where=Where.GRID, aliases=("住户",))
+async def household_add(
+    ctx: Context,
+    *codes: Annotated[str, CodeOrBuilding()],
+    units: Int | None = None,
+    floors: Int | None = None,
+    rooms: Int | None = None,
+) -> None:
+    """Add households by code (3-2-101 3-2-102), or a whole building (3 units=2 floors=6 rooms=2)."""
+    pattern = (units, floors, rooms)
+    if any(v is not None for v in pattern):
+        if None in pattern or len(codes) != 1 or "-" in codes[0]:
+            raise Reject("setup/pattern_usage")
+        await _add_households(ctx, _building_codes(codes[0], units, floors, rooms))
+        return
+    buildings = [c for c in codes if "-" not in c]
+    if buildings:
+        raise ArgError("household_code", word=buildings[0])
+    await _add_households(ctx, list(codes))
+
+
+def _building_codes(building: str, units: int, floors: int, rooms: int) -> list[str]:
+    if not (1 <= units <= 50 and 1 <= floors <= 100 and 1 <= rooms <= 99):
+        raise Reject("setup/pattern_range")
+    if units * floors * rooms > MAX_HOUSEHOLDS_AT_ONCE:
+        raise Reject("setup/too_many", limit=MAX_HOUSEHOLDS_AT_ONCE)
+    return pattern_codes(building, units, floors, rooms)
+
+
+@command("household import", role=Role.LEADER, where=Where.GRID)
+async def household_import(ctx: Context) -> None:
+    """Add the households of an attached CSV register."""
+    files = ctx.message.attachments
+    if not files:
+        raise Reject("setup/import_needs_file")
+    try:
+        text = files[0].data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = files[0].data.decode("gb18030")
+        except UnicodeDecodeError:
+            raise Reject("setup/import_bad_file", name=files[0].name) from None
+    codes, bad = _codes_from_csv(text)
+    if not codes and not bad:
+        raise Reject("setup/import_empty", name=files[0].name)
+    if len(codes) > MAX_HOUSEHOLDS_AT_ONCE:
+        raise Reject("setup/too_many", limit=MAX_HOUSEHOLDS_AT_ONCE)
+    await _add_households(ctx, codes, bad_rows=bad)
+
+
+HEADERS_CODE = {"household", "code", "户号", "住户", "门牌"}
+HEADERS_PARTS = (("building", "楼栋", "楼号", "栋"), ("unit", "单元"), ("room", "房号", "室", "房间"))
+
+
+def _codes_from_csv(text: str) -> tuple[list[str], list[int]]:
+    """Household codes of a CSV register: a code column, or building/unit/room columns, or
+    codes in the first column with no header. Returns the codes and the bad line numbers."""
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if not rows:
+        return [], []
+    header = [cell.strip().lower() for cell in rows[0]]
+    code_col = next((i for i, h in enumerate(header) if h in HEADERS_CODE), None)
+    part_cols = [next((i for i, h in enumerate(header) if h in names), None) for names in HEADERS_PARTS]
+    has_header = code_col is not None or None not in part_cols
+    codes: list[str] = []
+    bad: list[int] = []
+    for line, row in enumerate(rows[1:] if has_header else rows, start=2 if has_header else 1):
+        cells = [cell.strip() for cell in row]
+        if code_col is None and None not in part_cols:
+            try:
+                raw = "-".join(cells[i] for i in part_cols)
+            except IndexError:
+                raw = ""
+        else:
+            index = code_col or 0
+            raw = cells[index] if index < len(cells) else ""
+        code = normalise_household(raw)
+        if code is None:
+            bad.append(line)
+        else:
+            codes.append(code)
+    return codes, bad
+
+
+async def _add_households(ctx: Context, codes: list[str], bad_rows: list[int] | None = None) -> None:
+    community = ctx.require_community()
+    grid = ctx.require_grid()
+    wanted = list(dict.fromkeys(codes))  # keeps order, drops repeats
+    existing = {
+        code: grid_id
+        for code, grid_id in (
+            await ctx.db.execute(
+                select(models.Household.code, models.Household.grid_id).where(
+                    models.Household.community_id == community.id,
+                    models.Household.code.in_(wanted),
+                )
+            )
+        ).all()
+    }
+    added = [code for code in wanted if code not in existing]
+    ctx.db.add_all(
+        models.Household(
+            community_id=community.id, grid_id=grid.id, code=code, building=building_of(code),
+            created_at=ctx.now,
+        )
+        for code in added
+    )
+    await ctx.db.flush()
+    total = await ctx.db.scalar(
+        select(func.count()).select_from(models.Household).where(models.Household.grid_id == grid.id)
+    )
+    ctx.reply(
+        "setup/households_added",
+        grid=grid,
+        added=added,
+        already=[c for c in wanted if existing.get(c) == grid.id],
+        elsewhere=[c for c in wanted if c in existing and existing[c] != grid.id],
+        bad_rows=bad_rows or [],
+        total=total,
+    )
+
+
+@command("role", role=Role.LEADER, where=Where.COMMUNITY, aliases=("角色",))
+async def role(
+    ctx: Context, person: PersonRef, role: Literal["secretary", "leader", "member", "none"]
+) -> None:
+    """Give someone a role: secretary in the HQ chat; leader, member or none in a grid chat."""
+    community = ctx.require_community()
+    if role in ("secretary", "leader") and ctx.role < Role.SECRETARY:
+        raise ctx.fail("core/refused", role="secretary", where=None, command="role", no_admins=False)
+    grid = None if role == "secretary" else ctx.grid
+    if role != "secretary" and grid is None:
+        raise Reject("setup/role_needs_grid")
+    if role == "none" and person.id == ctx.person.id and ctx.role >= Role.SECRETARY and grid is None:
+        raise Reject("setup/role_self")
+    current = await ctx.db.scalar(
+        select(models.Membership).where(
+            models.Membership.community_id == community.id,
+            models.Membership.person_id == person.id,
+            models.Membership.grid_id.is_(None) if grid is None else models.Membership.grid_id == grid.id,
+        )
+    )
+    if role == "none":
+        if current is None:
+            raise Reject("setup/role_nothing", person=person.label)
+        await ctx.db.execute(delete(models.Membership).where(models.Membership.id == current.id))
+        ctx.reply("setup/role_removed", person=person.label, grid=grid)
+        return
+    if current is None:
+        ctx.db.add(models.Membership(
+            community_id=community.id, grid_id=grid.id if grid else None, person_id=person.id,
+            role=role, created_at=ctx.now,
+        ))
+    else:
+        current.role = role
+    ctx.reply("setup/role_set", person=person.label, role=role, grid=grid, community=community)
+
+
+@command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",))
+async def set_(
+    ctx: Context,
+    key: Literal["digest", "tz", "lang", "followup", "claim", "maxhours", "retention"],
+    value: str,
+) -> None:
+    """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10, retention 90d."""
+    community = ctx.require_community()
+    parsers = {
+        "digest": (Clock, lambda v: setattr(community, "digest_time", v.strftime("%H:%M"))),
+        "tz": (Zone, lambda v: setattr(community, "tz", v)),
+        "lang": (Literal["zh", "en"], lambda v: setattr(community, "lang", v)),
+        "followup": (Interval, lambda v: setattr(community, "followup_minutes", _minutes(v))),
+        "claim": (Interval, lambda v: setattr(community, "claim_minutes", _minutes(v))),
+        "maxhours": (Int, lambda v: setattr(community, "max_hours", _hours(v))),
+        "retention": (Interval, lambda v: setattr(community, "retention_days", _days(v))),
+    }
+    kind, apply = parsers[key]
+    parsed = await convert(ctx, kind, value)
+    apply(parsed)
+    await ctx.db.flush()
+    ctx.reply("setup/setting_changed", key=key, community=community)
+    await ctx.app.emit("community_changed", community_id=community.id)
+
+
+def _minutes(value: timedelta) -> int:
+    return int(value.total_seconds() // 60)
+
+
+def _hours(value: int) -> int:
+    if not 1 <= value <= 24:
+        raise Reject("setup/maxhours_range")
+    return value
+
+
+def _days(value: timedelta) -> int:
+    if value < timedelta(days=1):
+        raise Reject("setup/retention_range")
+    return value.days

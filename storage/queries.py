@@ -1,0 +1,86 @@
+"""Queries shared by several domains. Figures are computed from the records, never kept as
+counters that could drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import distinct, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import models
+
+
+async def next_number(db: AsyncSession, community_id: int, kind: str) -> int:
+    """The next per-community number for `kind` ('E', 'S', 'K'). The row update locks the
+    counter (PostgreSQL) or runs under the write lock (SQLite), so no number is given twice."""
+    stmt = (
+        update(models.Counter)
+        .where(models.Counter.community_id == community_id, models.Counter.kind == kind)
+        .values(last=models.Counter.last + 1)
+        .returning(models.Counter.last)
+    )
+    number = await db.scalar(stmt)
+    if number is None:
+        db.add(models.Counter(community_id=community_id, kind=kind, last=1))
+        await db.flush()
+        number = 1
+    return int(number)
+
+
+@dataclass
+class GridSummary:
+    grid: models.Grid
+    households: int
+    members: int
+    screened: int
+    chats: int
+
+    @property
+    def coverage(self) -> int:
+        """Percent of households screened in the current round."""
+        return round(100 * self.screened / self.households) if self.households else 0
+
+
+async def grid_summaries(db: AsyncSession, community: models.Community) -> list[GridSummary]:
+    grids = (
+        await db.scalars(
+            select(models.Grid).where(models.Grid.community_id == community.id).order_by(models.Grid.code)
+        )
+    ).all()
+    households = await _count_by_grid(db, models.Household.grid_id, models.Household.id, community.id)
+    members = await _count_by_grid(
+        db, models.Membership.grid_id, models.Membership.person_id, community.id,
+        models.Membership.role.in_(("member", "leader")),
+    )
+    chats = await _count_by_grid(db, models.Chat.grid_id, models.Chat.id, community.id)
+    screened = dict(
+        (
+            await db.execute(
+                select(models.Screening.grid_id, func.count(distinct(models.Screening.household_id)))
+                .join(models.Grid, models.Grid.id == models.Screening.grid_id)
+                .where(
+                    models.Screening.community_id == community.id,
+                    models.Screening.round_no == models.Grid.round_no,
+                )
+                .group_by(models.Screening.grid_id)
+            )
+        ).all()
+    )
+    return [
+        GridSummary(
+            grid=g, households=households.get(g.id, 0), members=members.get(g.id, 0),
+            screened=screened.get(g.id, 0), chats=chats.get(g.id, 0),
+        )
+        for g in grids
+    ]
+
+
+async def _count_by_grid(db, grid_column, counted, community_id: int, *where) -> dict[int, int]:
+    table = grid_column.class_
+    rows = await db.execute(
+        select(grid_column, func.count(distinct(counted)))
+        .where(table.community_id == community_id, grid_column.is_not(None), *where)
+        .group_by(grid_column)
+    )
+    return dict(rows.all())
