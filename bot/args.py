@@ -37,13 +37,14 @@ class ArgError(Exception):
 
 
 class Converter:
-    placeholder = "value"
+    placeholder = "value"  # shown for options (`temp=<°C>`) and for specific positionals
+    by_name = False  # positionals shown by the parameter's name (`<qty>`, `<temp>`)
 
     async def convert(self, ctx: Context, word: str) -> Any:
         return word
 
     def usage(self, name: str) -> str:
-        return f"<{self.placeholder or name}>"
+        return f"<{name if self.by_name or not self.placeholder else self.placeholder}>"
 
 
 class Rest(Converter):
@@ -51,11 +52,13 @@ class Rest(Converter):
 
 
 class Word(Converter):
+    by_name = True
     def __init__(self, placeholder: str = "") -> None:
         self.placeholder = placeholder
 
 
 class Integer(Converter):
+    by_name = True
     placeholder = "n"
 
     def __init__(self, minimum: int = 0, maximum: int = 100_000) -> None:
@@ -72,6 +75,7 @@ class Integer(Converter):
 
 
 class Number(Converter):
+    by_name = True
     placeholder = "n"
 
     async def convert(self, ctx: Context, word: str) -> float:
@@ -120,6 +124,7 @@ class Flag(Converter):
 
 
 class Temperature(Converter):
+    by_name = True
     placeholder = "°C"
 
     async def convert(self, ctx: Context, word: str) -> float:
@@ -377,11 +382,17 @@ class Param:
     def rest(self) -> bool:
         return isinstance(self.converter, Rest)
 
+    @property
+    def word(self) -> str:
+        """The option as typed: a trailing underscore lets `for_` stand for `for=` (PEP 8's
+        way round Python keywords)."""
+        return self.name.rstrip("_")
+
     def usage(self) -> str:
         if self.option:
             if self.rest:
-                return f"[{self.name}=<{self.name}…>]"
-            return f"[{self.name}=<{self.converter.placeholder or self.name}>]"
+                return f"[{self.word}=<{self.word}…>]"
+            return f"[{self.word}=<{self.converter.placeholder or self.word}>]"
         if self.rest:
             return f"<{self.name}…>" if self.required else f"[{self.name}…]"
         shown = self.converter.usage(self.name)
@@ -402,7 +413,7 @@ class Signature:
 
     @property
     def options(self) -> dict[str, Param]:
-        return {p.name: p for p in self.params if p.option}
+        return {p.word: p for p in self.params if p.option}
 
     def usage(self) -> str:
         return " ".join(p.usage() for p in self.params)
@@ -463,7 +474,7 @@ class Signature:
             param = options.get(key)
             if param is None:
                 raise ArgError("unknown_option", word=word, options=list(options))
-            if key in values:
+            if param.name in values:
                 raise ArgError("duplicate_option", name=key)
             if param.rest:
                 # A free-text option runs until the next option.
@@ -479,12 +490,12 @@ class Signature:
                 i += 1
             if not value:
                 raise ArgError("missing", name=key)
-            values[key] = value if param.rest else await param.converter.convert(ctx, value)
-        for name, param in options.items():
-            if name not in values:
+            values[param.name] = value if param.rest else await param.converter.convert(ctx, value)
+        for word, param in options.items():
+            if param.name not in values:
                 if param.required:
-                    raise ArgError("missing", name=name)
-                values[name] = param.default
+                    raise ArgError("missing", name=word)
+                values[param.name] = param.default
         return kept
 
 
@@ -496,7 +507,9 @@ def _slice_rest(text: str, words: list[tuple[str, int, int]]) -> str:
     pieces = [text[words[0][1] : words[0][2]]]
     for (_, _, prev_end), (_, start, end) in zip(words, words[1:], strict=False):
         gap = text[prev_end:start]
-        pieces.append(gap if gap.strip() == "" else " ")
+        if gap.strip():  # an option was taken out here: keep the line break, if any
+            gap = "\n" if "\n" in gap else " "
+        pieces.append(gap)
         pieces.append(text[start:end])
     return "".join(pieces).strip()
 

@@ -102,3 +102,7 @@ async def _serve(config: config_module.Config) -> int:
         await app.stop()
     return 0
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())

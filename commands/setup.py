@@ -115,7 +115,7 @@ async def household_add(
     pattern = (units, floors, rooms)
     if any(v is not None for v in pattern):
         if None in pattern or len(codes) != 1 or "-" in codes[0]:
-            raise Reject("setup/pattern_usage")
+            raise ArgError("building_pattern")
         await _add_households(ctx, _building_codes(codes[0], units, floors, rooms))
         return
     buildings = [c for c in codes if "-" not in c]
@@ -126,7 +126,7 @@ async def household_add(
 
 def _building_codes(building: str, units: int, floors: int, rooms: int) -> list[str]:
     if not (1 <= units <= 50 and 1 <= floors <= 100 and 1 <= rooms <= 99):
-        raise Reject("setup/pattern_range")
+        raise ArgError("building_range")
     if units * floors * rooms > MAX_HOUSEHOLDS_AT_ONCE:
         raise Reject("setup/too_many", limit=MAX_HOUSEHOLDS_AT_ONCE)
     return pattern_codes(building, units, floors, rooms)
@@ -292,11 +292,11 @@ def _minutes(value: timedelta) -> int:
 
 def _hours(value: int) -> int:
     if not 1 <= value <= 24:
-        raise Reject("setup/maxhours_range")
+        raise ArgError("range", word=value, low=1, high=24)
     return value
 
 
 def _days(value: timedelta) -> int:
     if value < timedelta(days=1):
-        raise Reject("setup/retention_range")
+        raise ArgError("retention", word=f"{_minutes(value)}m")
     return value.days

@@ -46,7 +46,8 @@ if [ ! -x "$venv/bin/pip" ]; then
     fi
 fi
 
-"$venv/bin/python" -m pip install "${pip_quiet[@]}" matrix-synapse
+# Pinned so that CI runs against the homeserver the tests were written for.
+"$venv/bin/python" -m pip install "${pip_quiet[@]}" "matrix-synapse==${GRIDBOT_SYNAPSE_VERSION:-1.163.2}"
 
 if ! version="$(installed_version)"; then
     echo "install-synapse: matrix-synapse installed but cannot import synapse.app.homeserver" >&2

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage import audit  # noqa: F401  (registers the change capture for the audit log)
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -43,7 +43,9 @@ CSV = b"household,status\n3-2-101,ok\n3-2-102,fever\n"
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    api: FakeBotAPI, *handlers: BaseHandler[Any, Any, Any], rate_limiter: AIORateLimiter | None = None
+    api: FakeBotAPI,
+    *handlers: BaseHandler[Any, Any, Any],
+    rate_limiter: AIORateLimiter | None = None,
 ) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
     """A PTB application polling ``api``, run the way gridbot runs it: inside our loop."""
     builder = ApplicationBuilder().token(api.token).base_url(api.base_url)
@@ -76,7 +78,9 @@ async def bot(botapi: FakeBotAPI) -> AsyncIterator[Bot]:
 
 async def pong(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert update.effective_message
-    await update.effective_message.reply_text("<b>pong</b>", parse_mode=ParseMode.HTML, do_quote=True)
+    await update.effective_message.reply_text(
+        "<b>pong</b>", parse_mode=ParseMode.HTML, do_quote=True
+    )
 
 
 def _api_client(api: FakeBotAPI) -> httpx.AsyncClient:
@@ -110,7 +114,7 @@ async def test_ptb_polls_and_answers_a_group_command(bot: Bot, botapi: FakeBotAP
     assert message["entities"] == [{"type": "bold", "offset": 0, "length": 4}]
     assert message["from"]["username"] == botapi.bot_username
     assert message["reply_to_message"]["text"] == "/ping"
-    # What PTB does at start-up, and that stopping confirms everything it fetched.
+    # PTB's start-up (after the `bot` fixture's own getMe), and stopping confirms all it fetched.
     assert [c.method for c in botapi.calls()[1:4]] == ["getMe", "deleteWebhook", "getUpdates"]
     assert botapi.pending_updates() == 0
     assert len(botapi.sent()) == 2
@@ -167,6 +171,47 @@ async def test_long_poll_waits_and_a_new_poller_terminates_the_old(
     assert "terminated by other getUpdates request" in response.json()["description"]
 
 
+async def test_get_updates_parameters_and_refusals(bot: Bot, botapi: FakeBotAPI) -> None:
+    ids = [botapi.user_says(ALICE, GROUP, f"/ping {n}") for n in range(4)]
+    async with _api_client(botapi) as http:
+        assert _ids(await _get_updates(http, limit=2)) == ids[:2]
+        # A negative offset keeps only the last -offset updates and forgets the rest.
+        assert _ids(await _get_updates(http, offset=-1)) == ids[3:]
+        assert botapi.pending_updates() == 1
+        # allowed_updates lasts until changed and filters updates created afterwards.
+        assert _ids(await _get_updates(http, offset=ids[3] + 1, allowed_updates=["message"])) == []
+        botapi.user_says(ALICE, GROUP, "/menu")
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Claim", callback_data="claim:E7")]])
+        offer = await bot.send_message(GROUP, "E7", reply_markup=keyboard)
+        botapi.user_presses(BOB, (GROUP, offer.message_id), "claim:E7")
+        assert [list(u)[1] for u in await _get_updates(http)] == ["message"]
+
+        assert (await http.post("setWebhook", json={"url": "https://example.org/hook"})).is_success
+        conflict = await http.post("getUpdates")
+        assert conflict.status_code == 409 and "webhook is active" in conflict.json()["description"]
+        assert (await http.post("deleteWebhook")).is_success
+
+        assert (await http.post("sendSticker")).json() == {
+            "ok": False,
+            "error_code": 404,
+            "description": "Not Found",
+        }
+        wrong_token = await http.post(f"{botapi.base_url}1:wrong/getMe")
+        assert wrong_token.status_code == 401
+
+
+async def test_polling_catches_up_after_a_server_outage(bot: Bot, botapi: FakeBotAPI) -> None:
+    async with running_bot(botapi, CommandHandler("ping", pong)):
+        base_url = botapi.base_url
+        await botapi.stop()
+        botapi.user_says(ALICE, GROUP, "/ping")  # typed while the bot cannot reach Telegram
+        await asyncio.sleep(0.5)
+        await botapi.start()
+        assert botapi.base_url == base_url
+        [reply] = await botapi.wait_for_sent(1, timeout=10)
+    assert reply["text"] == "<b>pong</b>"
+
+
 async def test_rate_limiter_retries_after_an_injected_429(bot: Bot, botapi: FakeBotAPI) -> None:
     botapi.fail_next("sendMessage", status=429, retry_after=1)
     limiter = AIORateLimiter(max_retries=2)  # PTB's default is 0: no retry at all
@@ -204,7 +249,9 @@ async def test_dm_to_a_user_who_never_started_the_bot_is_forbidden(
         assert update.effective_message
         await update.effective_message.reply_text("hi")
 
-    async with running_bot(botapi, CommandHandler("remind", remind), CommandHandler("start", start)):
+    async with running_bot(
+        botapi, CommandHandler("remind", remind), CommandHandler("start", start)
+    ):
         botapi.user_says(ALICE, GROUP, "/remind")
         [refusal] = await botapi.wait_for_sent(1, chat_id=GROUP)
         assert refusal["text"] == (

@@ -98,7 +98,8 @@ def _bad_request(reason: str) -> ApiError:
 
 @dataclass(frozen=True)
 class Call:
-    """One answered Bot API call; ``at`` is ``time.monotonic()`` on arrival."""
+    """One answered Bot API call: ``at`` is ``time.monotonic()`` on arrival, ``params`` are
+    as received (form values are strings; uploads show as "<name: N bytes>")."""
 
     method: str
     at: float
@@ -279,7 +280,8 @@ def _character_reference(source: str, at: int) -> tuple[str, int]:
 
 
 def _unescape(text: str) -> str:
-    out, at = [], 0
+    out: list[str] = []
+    at = 0
     while at < len(text):
         if text[at] == "&":
             char, at = _character_reference(text, at)
@@ -482,6 +484,9 @@ def _typed_entities(text: str) -> list[JSON]:
     return sorted(entities, key=lambda entity: entity["offset"])
 
 
+_BUTTON_LOOKS = frozenset({"text", "style", "icon_custom_emoji_id"})  # not actions
+
+
 def _validated_markup(markup: Any) -> JSON | None:
     """Checks an inline keyboard the way Telegram refuses the common mistakes."""
     if markup is None:
@@ -496,14 +501,11 @@ def _validated_markup(markup: Any) -> JSON | None:
             'can\'t parse inline keyboard: field "inline_keyboard" must be an Array of Arrays'
         )
     for button in itertools.chain.from_iterable(rows):
-        if not isinstance(button, dict) or not button.get("text"):
+        # A button needs a label and one action (callback_data, url, ...) besides it.
+        if not (isinstance(button, dict) and button.get("text") and set(button) - _BUTTON_LOOKS):
             raise _bad_request(
-                "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
-            )
-        actions = set(button) - {"text", "style", "icon_custom_emoji_id"}
-        if not actions:
-            raise _bad_request(
-                "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+                "can't parse inline keyboard button: "
+                "Text buttons are unallowed in the inline keyboard"
             )
         data = button.get("callback_data")
         if data is not None and not 1 <= len(str(data).encode()) <= MAX_CALLBACK_DATA_BYTES:
@@ -528,7 +530,11 @@ def _random_id(prefix: str, length: int) -> str:
 
 
 class FakeBotAPI:
-    """A Telegram Bot API server on 127.0.0.1 holding one bot, its users, chats and updates."""
+    """A Telegram Bot API server on 127.0.0.1 holding one bot, its users, chats and updates.
+
+    The control methods are plain calls but wake waiting long polls, so call them from the
+    event loop the server runs on (i.e. from the async test itself).
+    """
 
     def __init__(
         self,
@@ -598,17 +604,20 @@ class FakeBotAPI:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Serves on a free port, or on the previous one after a ``stop()``."""
         app = web.Application(client_max_size=MAX_UPLOAD_BYTES + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_call)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_download)
         # handler_cancellation: a long poll whose client went away must not linger.
         runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5.0)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        await web.TCPSite(runner, "127.0.0.1", self._port or 0).start()
         self._runner, self._port = runner, runner.addresses[0][1]
         self._closing = False
 
     async def stop(self) -> None:
+        """Stops serving but keeps every chat, message and update: ``start()`` again plays
+        a Telegram outage and its end."""
         if self._runner is None:
             return
         self._closing = True
@@ -686,9 +695,9 @@ class FakeBotAPI:
         update id, or None when the bot does not get the message (group privacy mode, or a
         type excluded by ``allowed_updates``)."""
         user, chat = self._speaker(user_id, chat_id)
-        message = self._user_message(user, chat, reply_to, text=text)
-        if entities := _typed_entities(text):
-            message["entities"] = entities
+        message = self._user_message(
+            user, chat, reply_to, text=text, entities=_typed_entities(text)
+        )
         return self._deliver(message, text)
 
     def user_sends_document(
@@ -702,11 +711,14 @@ class FakeBotAPI:
         """A user sends a file (e.g. a CSV register); same return value as ``user_says``."""
         user, chat = self._speaker(user_id, chat_id)
         stored = self._store_file(filename, data, None)
-        message = self._user_message(user, chat, None, document=stored.document())
-        if caption:
-            message["caption"] = caption
-            if entities := _typed_entities(caption):
-                message["caption_entities"] = entities
+        message = self._user_message(
+            user,
+            chat,
+            None,
+            document=stored.document(),
+            caption=caption,
+            caption_entities=_typed_entities(caption or ""),
+        )
         return self._deliver(message, caption or "")
 
     def user_presses(
@@ -751,7 +763,9 @@ class FakeBotAPI:
         """The next ``n`` calls of ``method`` fail with ``status``: 429 carries
         ``retry_after`` as Telegram's flood control does; others (502, 500, 403, ...) get the
         status phrase or ``description``."""
-        name, _ = self._method(method)
+        if method.lower() not in self._methods:
+            raise ValueError(f"FakeBotAPI does not implement {method}")
+        name = self._methods[method.lower()][0]
         if status == HTTPStatus.TOO_MANY_REQUESTS:
             error = ApiError(
                 status,
@@ -868,8 +882,8 @@ class FakeBotAPI:
             "from": user,
             "chat": chat,
             "date": int(time.time()),
-            **content,
         }
+        message.update({key: value for key, value in content.items() if value})  # no empty fields
         if reply_to is not None:
             replied = self._messages.get((chat["id"], reply_to))
             if replied is None:
@@ -918,12 +932,6 @@ class FakeBotAPI:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def _method(self, name: str) -> tuple[str, Callable[[_Params], Awaitable[Any]]]:
-        try:
-            return self._methods[name.lower()]
-        except KeyError:
-            raise ValueError(f"FakeBotAPI does not implement {name}") from None
-
     async def _handle_call(self, request: web.Request) -> web.Response:
         arrived = time.monotonic()
         name = request.match_info["method"]
@@ -931,10 +939,11 @@ class FakeBotAPI:
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(HTTPStatus.UNAUTHORIZED, "Unauthorized")
-            if name.lower() not in self._methods:
+            entry = self._methods.get(name.lower())
+            if entry is None:
                 _log.warning("FakeBotAPI does not implement %s: answering 404 like Telegram", name)
                 raise ApiError(HTTPStatus.NOT_FOUND, "Not Found")
-            name, handler = self._methods[name.lower()]
+            name, handler = entry
             params = await _read_params(request)
             if self._faults[name]:
                 raise self._faults[name].popleft()
@@ -1143,15 +1152,17 @@ class FakeBotAPI:
         if len(caption_text) > MAX_CAPTION_LENGTH:
             raise _bad_request("message caption is too long")
         markup = _validated_markup(params.get_json("reply_markup"))
-        if upload := params.files.get("document"):
+        upload = params.files.get("document")
+        # Without an upload it is a file_id to resend; Telegram would also fetch URLs.
+        known = self._files.get(params.get_str("document") or "")
+        if upload is not None:
             if not upload.data:
                 raise _bad_request("file must be non-empty")
             stored = self._store_file(upload.filename, upload.data, upload.content_type)
-        else:  # resending by file_id; Telegram would also fetch URLs, which we cannot
-            stored_or_none = self._files.get(params.get_str("document") or "")
-            if stored_or_none is None:
-                raise _bad_request("wrong file identifier/HTTP URL specified")
-            stored = stored_or_none
+        elif known is not None:
+            stored = known
+        else:
+            raise _bad_request("wrong file identifier/HTTP URL specified")
         message = self._bot_message(
             chat,
             params,

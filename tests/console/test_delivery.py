@@ -1,0 +1,110 @@
+"""Nothing accepted is lost, nothing is handled twice, nothing crashes the bot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+
+from bot.registry import REGISTRY, command
+from bot.roles import Role
+from bot.transports.base import CannotDeliver, Capabilities, Incoming, Outgoing, Sent
+from storage import models
+
+
+@dataclass
+class RecordingTransport:
+    """A network transport stand-in that records sends (and can refuse direct messages)."""
+
+    name: str = "telegram"
+    capabilities: Capabilities = field(default_factory=lambda: Capabilities(buttons=True))
+    sent: list[tuple[str, str]] = field(default_factory=list)
+    refuse_direct: bool = True
+
+    async def start(self, app):
+        pass
+
+    async def stop(self):
+        pass
+
+    async def send(self, chat: str, message: Outgoing) -> Sent:
+        self.sent.append((chat, message.text))
+        return Sent(chat=chat, message_ids=[str(len(self.sent))])
+
+    async def send_direct(self, user, dm_chat, message):
+        if self.refuse_direct:
+            raise CannotDeliver("Forbidden: bot can't initiate conversation with a user")
+        return await self.send(f"dm:{user}", message)
+
+
+def telegram(text: str, *, chat="-100", sender="42", username="alice", key=None) -> Incoming:
+    return Incoming(transport="telegram", chat=chat, sender=sender, text=text,
+                    sender_username=username, sender_name="Alice", dedupe_key=key)
+
+
+async def test_redelivered_message_is_handled_once(bot):
+    transport = RecordingTransport()
+    bot.app.transports["telegram"] = transport
+    for _ in range(3):
+        await bot.app.handle(telegram("/help", key="telegram:7"))
+    assert len(transport.sent) == 1
+    async with bot.app.db.transaction() as db:
+        assert await db.scalar(select(func.count()).select_from(models.ProcessedMessage)) == 1
+
+
+async def test_network_transport_without_admins_refuses_community_and_says_how(bot):
+    transport = RecordingTransport()
+    bot.app.transports["telegram"] = transport
+    await bot.app.handle(telegram("/community 阳光社区"))
+    assert "GRIDBOT_ADMINS" in transport.sent[-1][1]
+
+
+async def test_reply_accepted_while_transport_was_down_is_sent_after_restart(bot):
+    await bot.app.handle(telegram("/help", key="telegram:1"))  # no telegram transport running
+    async with bot.app.db.transaction() as db:
+        pending = await db.scalar(select(func.count()).select_from(models.OutboxMessage)
+                                  .where(models.OutboxMessage.sent_at.is_(None)))
+    assert pending == 1
+    await bot.stop()
+    transport = RecordingTransport()
+    await bot.start()
+    await bot.app.stop()
+    from bot.app import App
+    app = App(bot.config, clock=bot.app.clock)
+    await app.start([transport])
+    assert [chat for chat, _ in transport.sent] == ["-100"]
+    await app.stop()
+
+
+async def test_undeliverable_direct_message_is_announced_in_the_group_without_content(community):
+    transport = RecordingTransport()
+    community.app.transports["telegram"] = transport
+
+    @command("whisper", role=Role.RESIDENT)
+    async def whisper(ctx) -> None:
+        """Test only: a private message to the caller."""
+        ctx.tell(ctx.person, "core/no_grid", origin=ctx.chat)
+
+    try:
+        await community.app.handle(telegram("/whisper", chat="-5"))
+    finally:
+        del REGISTRY.groups["whisper"]
+    assert len(transport.sent) == 1
+    chat, text = transport.sent[0]
+    assert chat == "-5" and "@alice" in text and "/start" in text
+
+
+async def test_unexpected_error_is_logged_answered_once_and_the_bot_goes_on(bot, caplog):
+    @command("explode", role=Role.RESIDENT)
+    async def explode(ctx) -> None:
+        """Test only: fails."""
+        raise RuntimeError("boom")
+
+    try:
+        out = await bot.say("/explode")
+    finally:
+        del REGISTRY.groups["explode"]
+    assert "出了问题" in out.text("hq")
+    assert "boom" in caplog.text and "/explode" in caplog.text
+    out = await bot.say("/help")
+    assert out.chats() == ["hq"]
