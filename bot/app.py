@@ -78,7 +78,7 @@ class App:
         except Exception:
             log.exception("job %s failed", getattr(function, "__name__", function))
             return
-        await self.outbox.deliver([row.id for row in jc.queued])
+        await self.outbox.deliver(jc.queued)
 
     def _job_runner(self, function):
         async def run() -> None:

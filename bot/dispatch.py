@@ -56,7 +56,7 @@ class Dispatcher:
             log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
                           msg.transport, msg.chat, msg.sender, msg.text[:200])
             queued = await self._answer_failure(msg)
-        await self.app.outbox.deliver([row.id for row in queued])
+        await self.app.outbox.deliver(queued)
 
     async def _run(self, msg: Incoming, name: str, args: str) -> list[models.OutboxMessage]:
         async with self.app.db.transaction() as db:

@@ -1,14 +1,20 @@
-"""Delivery of stored outgoing messages through the transport each belongs to."""
+"""Delivery of stored outgoing messages through the transport each belongs to.
+
+Rows are written by the command or job that caused them, in its transaction; delivery happens
+after that commits. What was sent (or failed for good) is recorded in one transaction per
+batch; rows left pending are retried by a periodic job and at start-up.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bot.transports.base import CannotDeliver, Outgoing
+from bot.transports.base import CannotDeliver, Outgoing, Sent
 from storage import models
 
 if TYPE_CHECKING:
@@ -23,42 +29,57 @@ class Outbox:
         # One deliverer at a time keeps each chat's messages in the order they were queued.
         self._lock = asyncio.Lock()
 
-    async def deliver(self, ids: list[int] | None = None) -> None:
-        """Sends the given pending messages (or every pending one), oldest first."""
-        if ids == []:
+    async def deliver(self, rows: Sequence[models.OutboxMessage] | None = None) -> None:
+        """Sends the given rows (just committed), or every pending row, oldest first."""
+        if rows is not None and not rows:
             return
         async with self._lock:
-            query = select(models.OutboxMessage).where(
-                models.OutboxMessage.sent_at.is_(None), models.OutboxMessage.error.is_(None)
-            )
-            if ids is not None:
-                query = query.where(models.OutboxMessage.id.in_(ids))
-            async with self.app.db.transaction() as db:
-                rows = (await db.scalars(query.order_by(models.OutboxMessage.id))).all()
-            for row in rows:
-                await self._send(row)
-
-    async def _send(self, row: models.OutboxMessage) -> None:
-        transport = self.app.transports.get(row.transport)
-        if transport is None:
-            return  # that transport is not running now; the row waits for it
-        message = self._outgoing(row, transport.capabilities)
-        try:
-            if row.person_id is not None:
+            if rows is None:
                 async with self.app.db.transaction() as db:
-                    person = await db.get(models.Person, row.person_id)
-                sent = await transport.send_direct(person.external_id, person.dm_chat, message)
+                    rows = (
+                        await db.scalars(
+                            select(models.OutboxMessage)
+                            .where(
+                                models.OutboxMessage.sent_at.is_(None),
+                                models.OutboxMessage.error.is_(None),
+                            )
+                            .order_by(models.OutboxMessage.id)
+                        )
+                    ).all()
+            notices = await self._deliver(rows)
+            if notices:
+                await self._deliver(notices)
+
+    async def _deliver(self, rows: Sequence[models.OutboxMessage]) -> list[models.OutboxMessage]:
+        people = await self._recipients(rows)
+        sent: list[tuple[models.OutboxMessage, Sent]] = []
+        failed: list[tuple[models.OutboxMessage, str]] = []
+        for row in rows:
+            transport = self.app.transports.get(row.transport)
+            if transport is None:
+                continue  # that transport is not running now; the row waits for it
+            message = self._outgoing(row, transport.capabilities)
+            try:
+                if row.person_id is not None:
+                    person = people[row.person_id]
+                    result = await transport.send_direct(person.external_id, person.dm_chat, message)
+                else:
+                    result = await transport.send(row.chat, message)
+            except CannotDeliver as error:
+                failed.append((row, str(error) or "cannot deliver"))
+            except Exception:
+                log.exception("delivery of outbox message %s failed; will retry", row.id)
             else:
-                sent = await transport.send(row.chat, message)
-        except CannotDeliver as error:
-            await self._mark(row, error=str(error) or "cannot deliver")
-            if row.origin_chat:
-                await self._tell_origin(row)
-            return
-        except Exception:
-            log.exception("delivery of outbox message %s failed; will retry", row.id)
-            return
-        await self._mark(row, sent=sent)
+                sent.append((row, result))
+        return await self._record(sent, failed, people)
+
+    async def _recipients(self, rows) -> dict[int, models.Person]:
+        ids = {row.person_id for row in rows if row.person_id is not None}
+        if not ids:
+            return {}
+        async with self.app.db.transaction() as db:
+            found = await db.scalars(select(models.Person).where(models.Person.id.in_(ids)))
+            return {person.id: person for person in found}
 
     def _outgoing(self, row: models.OutboxMessage, caps) -> Outgoing:
         text = row.text
@@ -71,32 +92,49 @@ class Outbox:
             pin=row.pin, reply_to=row.reply_to, key=f"gridbot-{row.id}",
         )
 
-    async def _mark(self, row: models.OutboxMessage, *, sent=None, error: str | None = None) -> None:
+    async def _record(self, sent, failed, people) -> list[models.OutboxMessage]:
+        """Marks the batch in one transaction; returns notices to send for direct messages that
+        could not be delivered (the person never opened a chat with the bot)."""
+        if not sent and not failed:
+            return []
+        now = self.app.clock.now()
+        notices: list[models.OutboxMessage] = []
         async with self.app.db.transaction() as db:
-            stored = await db.get(models.OutboxMessage, row.id)
-            stored.error = error
-            if sent is not None:
-                stored.sent_at = self.app.clock.now()
-                stored.file_data = None  # delivered files need not stay in the database
+            if sent:
+                await db.execute(
+                    update(models.OutboxMessage)
+                    .where(models.OutboxMessage.id.in_([row.id for row, _ in sent]))
+                    .values(sent_at=now, file_data=None)  # delivered files need not stay
+                )
+            for row, result in sent:
                 if row.buttons and row.community_id:
-                    for message_id in sent.message_ids:
-                        db.add(models.PostedMessage(
-                            transport=row.transport, chat=sent.chat, message=message_id,
+                    db.add_all(
+                        models.PostedMessage(
+                            transport=row.transport, chat=result.chat, message=message_id,
                             community_id=row.community_id, ref=row.ref, buttons=row.buttons,
-                        ))
+                        )
+                        for message_id in result.message_ids
+                    )
+            for row, error in failed:
+                await db.execute(
+                    update(models.OutboxMessage)
+                    .where(models.OutboxMessage.id == row.id)
+                    .values(error=error)
+                )
+                if row.origin_chat:
+                    notices.append(await self._dm_failed_notice(db, row, people[row.person_id], now))
+        return notices
 
-    async def _tell_origin(self, row: models.OutboxMessage) -> None:
-        """The person never opened a direct chat with the bot: say so where they were."""
-        async with self.app.db.transaction() as db:
-            person = await db.get(models.Person, row.person_id)
-            community = await db.get(models.Community, row.community_id) if row.community_id else None
-            lang = community.lang if community else self.app.config.lang
-            text = self.app.renderer.render(
-                lang, "core/dm_failed", private=False, person=person.label,
-            )
-            notice = models.OutboxMessage(
-                transport=row.transport, chat=row.origin_chat, text=text,
-                community_id=row.community_id, created_at=self.app.clock.now(),
-            )
-            db.add(notice)
-        await self._send(notice)
+    async def _dm_failed_notice(self, db, row, person: models.Person, now) -> models.OutboxMessage:
+        community = await db.get(models.Community, row.community_id) if row.community_id else None
+        text = self.app.renderer.render(
+            community.lang if community else self.app.config.lang,
+            "core/dm_failed", private=False, person=person.label,
+        )
+        notice = models.OutboxMessage(
+            transport=row.transport, chat=row.origin_chat, text=text,
+            community_id=row.community_id, created_at=now,
+        )
+        db.add(notice)
+        await db.flush()
+        return notice
