@@ -26,7 +26,7 @@ from bot.args import (
     Zone,
     convert,
 )
-from bot.context import Context, JobContext, Refused, Reject
+from bot.context import Actions, Context, JobContext, Refused, Reject
 from bot.registry import REGISTRY, Command, command, digest_section, job, on
 from bot.roles import Role, Where
 
@@ -37,7 +37,7 @@ def usable_here(ctx: Context, cmd: Command) -> bool:
 
 
 __all__ = [
-    "REGISTRY", "ArgError", "Celsius", "Choice", "Flag", "Clock", "Code", "Command", "Converter", "convert", "Context", "Date",
+    "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Flag", "Clock", "Code", "Command", "Converter", "convert", "Context", "Date",
     "ErrandRef", "GridRef", "Hours", "HouseholdCode", "HouseholdRef", "Int", "Interval", "JobContext",
     "KeyPersonRef", "NewGridCode", "PersonRef", "Qty", "Refused", "Reject", "Role",
     "ShiftRef", "Text", "When", "Where", "Zone", "command", "digest_section", "job", "on", "usable_here",

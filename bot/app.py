@@ -48,7 +48,7 @@ class App:
         self.scheduler.start()
         for job in REGISTRY.jobs:
             self.scheduler.every(job.name, job.every, self._job_runner(job.function))
-        self.scheduler.every("outbox", OUTBOX_RETRY, self.outbox.deliver)
+        self.scheduler.every("outbox", OUTBOX_RETRY, self.outbox.retry)
         await self.emit("startup")
         for transport in transports:
             self.transports[transport.name] = transport

@@ -392,7 +392,8 @@ class Param:
         if self.option:
             if self.rest:
                 return f"[{self.word}=<{self.word}…>]"
-            return f"[{self.word}=<{self.converter.placeholder or self.word}>]"
+            shown = self.converter.placeholder or self.word
+            return f"[{self.word}={shown if shown.startswith('@') else f'<{shown}>'}]"
         if self.rest:
             return f"<{self.name}…>" if self.required else f"[{self.name}…]"
         shown = self.converter.usage(self.name)
@@ -416,7 +417,14 @@ class Signature:
         return {p.word: p for p in self.params if p.option}
 
     def usage(self) -> str:
-        return " ".join(p.usage() for p in self.params)
+        """Positional words, then options, then the free text, as people type them."""
+        # Optional free text reads best last (`[people=<n>] [note…]`); required free text stays
+        # where it is (`<text…> [for=<household>]`).
+        ordered = sorted(
+            self.params,
+            key=lambda p: 2 if p.rest and not p.option and not p.required else int(p.option),
+        )
+        return " ".join(p.usage() for p in ordered)
 
     async def parse(self, ctx: Context, text: str) -> dict[str, Any]:
         """Reads `text` into keyword arguments, raising ArgError on the first problem."""

@@ -90,6 +90,8 @@ class Dispatcher:
             )
             db.add(chat)
             await db.flush()
+        elif chat.is_direct != msg.is_direct:
+            chat.is_direct = msg.is_direct  # e.g. a Matrix direct room someone else joined
         community = grid = None
         if chat.community_id is not None:
             community = await db.get(models.Community, chat.community_id)

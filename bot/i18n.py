@@ -60,7 +60,7 @@ class Renderer:
 
 # A line holding only block tags (`{% for … %}`, `{% endif %}`) leaves no line in the output;
 # a line with text keeps its line break even when it ends in a tag.
-_TAG_LINE = re.compile(r"^[ \t]*(?:\{%[^\n]*?%\}[ \t]*)+\n", re.MULTILINE)
+_TAG_LINE = re.compile(r"^[ \t]*(?:\{%(?:[^%\n]|%(?!\}))*%\}[ \t]*)+\n", re.MULTILINE)
 
 
 def _load(lang: str, name: str) -> str | None:

@@ -28,6 +28,13 @@ class Outbox:
         self.app = app
         # One deliverer at a time keeps each chat's messages in the order they were queued.
         self._lock = asyncio.Lock()
+        self._retry_needed = True  # rows may be pending from before a restart
+
+    async def retry(self) -> None:
+        """The periodic job: sends what is still pending, if anything may be."""
+        if self._retry_needed:
+            self._retry_needed = False
+            await self.deliver()
 
     async def deliver(self, rows: Sequence[models.OutboxMessage] | None = None) -> None:
         """Sends the given rows (just committed), or every pending row, oldest first."""
@@ -57,7 +64,8 @@ class Outbox:
         for row in rows:
             transport = self.app.transports.get(row.transport)
             if transport is None:
-                continue  # that transport is not running now; the row waits for it
+                self._retry_needed = True  # that transport is not running now; the row waits
+                continue
             message = self._outgoing(row, transport.capabilities)
             try:
                 if row.person_id is not None:
@@ -69,6 +77,7 @@ class Outbox:
                 failed.append((row, str(error) or "cannot deliver"))
             except Exception:
                 log.exception("delivery of outbox message %s failed; will retry", row.id)
+                self._retry_needed = True
             else:
                 sent.append((row, result))
         return await self._record(sent, failed, people)

@@ -1,3 +1,3 @@
 """One module per domain; importing this package declares every command, job and hook."""
 
-from commands import help, members, setup  # noqa: F401
+from commands import digest, errands, help, keypersons, members, publicity, screening, setup  # noqa: F401

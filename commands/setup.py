@@ -53,6 +53,7 @@ async def community(ctx: Context, name: Text) -> None:
     ))
     ctx.community = created
     ctx.reply("setup/community_created", community=created)
+    await ctx.app.emit("community_changed", community_id=created.id)
 
 
 @command("grid add", role=Role.SECRETARY, where=Where.COMMUNITY)

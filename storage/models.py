@@ -481,6 +481,7 @@ class PostedMessage(Base):
     transport: Mapped[str] = mapped_column(String(16))
     chat: Mapped[str] = mapped_column(String(255))
     message: Mapped[str] = mapped_column(String(255))
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
     ref: Mapped[str | None] = mapped_column(String(32))
     buttons: Mapped[list[Any]] = mapped_column(default=list)
 

@@ -84,3 +84,28 @@ async def _count_by_grid(db, grid_column, counted, community_id: int, *where) ->
         .group_by(grid_column)
     )
     return dict(rows.all())
+
+
+async def health_team(db: AsyncSession, grid: models.Grid) -> list[models.Person]:
+    """Who may see a grid's health details: its leaders and the community's secretaries."""
+    return list(
+        (
+            await db.scalars(
+                select(models.Person)
+                .join(models.Membership, models.Membership.person_id == models.Person.id)
+                .where(
+                    models.Membership.community_id == grid.community_id,
+                    ((models.Membership.grid_id == grid.id) & (models.Membership.role == "leader"))
+                    | (models.Membership.role == "secretary"),
+                )
+                .distinct()
+                .order_by(models.Person.id)
+            )
+        ).all()
+    )
+
+
+async def grid_chats(db: AsyncSession, grid_id: int) -> list[models.Chat]:
+    """The chats linked to a grid (one per transport, usually just one), oldest first."""
+    query = select(models.Chat).where(models.Chat.grid_id == grid_id).order_by(models.Chat.id)
+    return list((await db.scalars(query)).all())

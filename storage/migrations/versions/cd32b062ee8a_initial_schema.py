@@ -1,16 +1,16 @@
 """initial schema
 
-Revision ID: 38f85dae6479
+Revision ID: cd32b062ee8a
 Revises: 
-Create Date: 2026-11-29 20:48:57.538090
+Create Date: 2026-11-29 21:02:42.667710
 """
 
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import storage.types
 
-revision = '38f85dae6479'
+
+revision = 'cd32b062ee8a'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -125,7 +125,8 @@ def upgrade() -> None:
     sa.Column('chat', sa.String(length=255), nullable=False),
     sa.Column('message', sa.String(length=255), nullable=False),
     sa.Column('community_id', sa.Integer(), nullable=False),
-    sa.Column('ref', sa.String(length=32), nullable=False),
+    sa.Column('ref', sa.String(length=32), nullable=True),
+    sa.Column('buttons', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['community_id'], ['communities.id'], name=op.f('fk_posted_messages_community_id_communities')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_posted_messages')),
     sa.UniqueConstraint('transport', 'chat', 'message', name=op.f('uq_posted_messages_transport'))

@@ -1,0 +1,378 @@
+"""The Telegram transport: python-telegram-bot 22 run inside the bot's own asyncio loop.
+
+Updates arrive by long polling, or by webhook when GRIDBOT_TELEGRAM_WEBHOOK_URL is set, and
+are handled one at a time, in order. Each becomes an `Incoming` with the dedupe key
+`telegram:<update_id>`: Telegram redelivers an update until it is confirmed, and the
+dispatcher records the key with the command's effect, so a redelivered update is skipped.
+
+Messages go out as plain text (no parse mode: what a user typed, `<b>` or `&`, comes back as
+typed), split at Telegram's 4,096 characters, with buttons as an inline keyboard whose
+callback data is the command to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from telegram import (
+    BotCommand,
+    BotCommandScope,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+    Chat,
+    Document,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import InlineKeyboardButtonLimit, MessageLimit
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.config import Config, ConfigError
+from bot.registry import REGISTRY, Command
+from bot.roles import Role, Where
+from bot.transports.base import (
+    Attachment,
+    CannotDeliver,
+    Capabilities,
+    Incoming,
+    Outgoing,
+    Sent,
+    split_text,
+)
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_LENGTH = MessageLimit.MAX_TEXT_LENGTH
+MAX_CAPTION = MessageLimit.CAPTION_LENGTH
+MAX_CALLBACK_DATA = InlineKeyboardButtonLimit.MAX_CALLBACK_DATA
+MAX_MENU = 100  # commands per menu scope
+MENU_NAME = re.compile(r"[a-z0-9_]{1,32}")  # what Telegram accepts as a command name
+BUTTONS_PER_ROW = 3
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+# Transient failures (timeouts, 5xx) are retried here a few times; after that, or when flood
+# control outlasts the rate limiter's own retries, the outbox keeps the message for later.
+ATTEMPTS = 3
+FIRST_BACKOFF = 0.5  # seconds; doubled after each failure
+# Commands start with a slash, ASCII or full-width. A MessageHandler, not a CommandHandler:
+# the latter refuses non-ASCII names such as the Chinese aliases.
+COMMAND_TEXT = filters.Regex(r"^\s*[/／]") | filters.CaptionRegex(r"^\s*[/／]")
+PRIVATE_WHERES = (Where.ANY, Where.DIRECT, Where.COMMUNITY)  # usable in a private chat
+
+
+class HandOffQueue(asyncio.Queue):
+    """PTB's update queue, where `put` returns only once the update has been handled.
+
+    PTB's updater confirms a batch of updates to Telegram (the next getUpdates offset) as
+    soon as it has put them all in its queue, and its webhook answers Telegram when `put`
+    returns. Waiting here for the handling means Telegram forgets an update only after the
+    dispatcher has committed it: a crash mid-batch gets the rest of the batch redelivered.
+    """
+
+    async def put(self, item: Any) -> None:
+        await super().put(item)
+        await self.join()  # the Application marks each update done once processed
+
+
+def webhook_secret(token: str) -> str:
+    """The secret Telegram sends with each webhook call; derived from the token, so it needs
+    no setting of its own and stays the same across restarts."""
+    return hashlib.sha256(b"gridbot-webhook:" + token.encode()).hexdigest()
+
+
+class TelegramTransport:
+    name = "telegram"
+    capabilities = Capabilities(buttons=True, files=True, pin=True, max_length=MAX_LENGTH)
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app: App | None = None
+        root = config.telegram_api_url
+        self.ptb: Application = (
+            ApplicationBuilder()
+            .token(config.telegram_token)
+            .base_url(f"{root}/bot")
+            .base_file_url(f"{root}/file/bot")
+            .update_queue(HandOffQueue())
+            .concurrent_updates(False)  # one update at a time keeps each chat in order
+            .rate_limiter(AIORateLimiter(max_retries=3))  # 30 msg/s, 20 msg/min per group
+            .build()
+        )
+        commands = filters.UpdateType.MESSAGE & COMMAND_TEXT  # not edits, not channel posts
+        self.ptb.add_handler(MessageHandler(commands, self._on_message))
+        self.ptb.add_handler(CallbackQueryHandler(self._on_button))
+        # Message ids of the parts already sent, per Outgoing.key, so a retry by the outbox
+        # sends only the parts that did not go out.
+        self._sent_parts: dict[str, list[str]] = {}
+
+    async def start(self, app: App) -> None:
+        self.app = app
+        await self.ptb.initialize()  # getMe: who we are
+        app.bot_usernames.add(self.ptb.bot.username.lower())
+        await self._publish_menus(app)
+        if self.config.telegram_webhook_url:
+            await self._start_webhook(self.config.telegram_webhook_url)
+        else:
+            await self.ptb.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        await self.ptb.start()
+
+    async def stop(self) -> None:
+        if self.ptb.updater.running:
+            await self.ptb.updater.stop()
+        if self.ptb.running:
+            await self.ptb.stop()
+        await self.ptb.shutdown()
+
+    async def _start_webhook(self, url: str) -> None:
+        host, _, port = self.config.telegram_webhook_listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                "GRIDBOT_TELEGRAM_WEBHOOK_LISTEN must be host:port, "
+                f"not {self.config.telegram_webhook_listen!r}"
+            )
+        await self.ptb.updater.start_webhook(
+            listen=host,
+            port=int(port),
+            url_path=urlsplit(url).path,
+            webhook_url=url,
+            secret_token=webhook_secret(self.config.telegram_token),
+            allowed_updates=ALLOWED_UPDATES,
+            # One call at a time: Telegram sends the next update once this one is answered,
+            # which is after it has been handled (see HandOffQueue).
+            max_connections=1,
+        )
+
+    # -- incoming ---------------------------------------------------------------------------
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        user = message.from_user
+        if user is None:
+            return  # a channel post: nobody to act for
+        replied = message.reply_to_message
+        await self.app.handle(
+            Incoming(
+                transport=self.name,
+                chat=str(message.chat.id),
+                sender=str(user.id),
+                text=message.text or message.caption or "",
+                is_direct=message.chat.type == Chat.PRIVATE,
+                sender_name=user.full_name,
+                sender_username=user.username,
+                chat_title=message.chat.effective_name or "",
+                attachments=await self._attachments(message),
+                message_id=str(message.message_id),
+                reply_to=str(replied.message_id) if replied else None,
+                dedupe_key=f"telegram:{update.update_id}",
+            )
+        )
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A pressed inline button runs its command as if the presser had typed it there."""
+        query = update.callback_query
+        try:
+            await query.answer()  # stops the button's spinner
+        except TelegramError as error:
+            log.info("could not answer a button press (redelivered after a restart?): %s", error)
+        pressed_on = query.message
+        if pressed_on is None or not query.data:
+            return
+        await self.app.handle(
+            Incoming(
+                transport=self.name,
+                chat=str(pressed_on.chat.id),
+                sender=str(query.from_user.id),
+                text=query.data,
+                is_direct=pressed_on.chat.type == Chat.PRIVATE,
+                sender_name=query.from_user.full_name,
+                sender_username=query.from_user.username,
+                chat_title=pressed_on.chat.effective_name or "",
+                reply_to=str(pressed_on.message_id),
+                dedupe_key=f"telegram:{update.update_id}",
+            )
+        )
+
+    async def _attachments(self, message: Message) -> tuple[Attachment, ...]:
+        """The document sent with the command, or with the message the command replies to."""
+        replied = message.reply_to_message
+        document: Document | None = message.document or (replied.document if replied else None)
+        if document is None:
+            return ()
+        try:
+            file = await _retry(document.get_file, "getting a file")
+            data = await _retry(file.download_as_bytearray, "downloading a file")
+        except TelegramError as error:
+            # The command runs without it and says that a file is needed.
+            log.warning("could not download %s: %s", document.file_name, error)
+            return ()
+        return (Attachment(name=document.file_name or "document", data=bytes(data)),)
+
+    # -- outgoing ---------------------------------------------------------------------------
+
+    async def send(self, chat: str, message: Outgoing) -> Sent:
+        return await self._deliver(chat, message)
+
+    async def send_direct(self, user: str, dm_chat: str | None, message: Outgoing) -> Sent:
+        # A private chat's id is the user's id; writing there fails with 403 Forbidden until
+        # the person has started the bot (→ CannotDeliver).
+        chat = dm_chat or user
+        if not chat:
+            raise CannotDeliver("this person has never written on Telegram")
+        return await self._deliver(chat, message)
+
+    async def _deliver(self, chat: str, message: Outgoing) -> Sent:
+        """Sends the text (in parts if long) and the file; buttons go on the last message."""
+        keyboard, hints = _keyboard(message.buttons)
+        text = message.text + hints
+        caption = None
+        if message.file_name and len(text) <= MAX_CAPTION:
+            caption, text = text or None, ""
+        bot, reply = self.ptb.bot, _reply_parameters(message.reply_to)
+        steps = [
+            partial(bot.send_message, int(chat), part, reply_parameters=reply)
+            for part in (split_text(text, MAX_LENGTH) if text.strip() else [])
+        ]
+        if message.file_name:
+            steps.append(partial(
+                bot.send_document, int(chat), message.file_data or b"",
+                filename=message.file_name, caption=caption, reply_parameters=reply,
+            ))
+        sent = self._sent_parts.setdefault(message.key, []) if message.key else []
+        try:
+            for number, step in enumerate(steps[len(sent) :], start=len(sent)):
+                markup = keyboard if number == len(steps) - 1 else None
+                posted = await _retry(
+                    partial(_refusal_as_cannot_deliver, step, reply_markup=markup),
+                    f"sending to chat {chat}",
+                )
+                sent.append(str(posted.message_id))
+        except CannotDeliver:
+            self._sent_parts.pop(message.key, None)
+            raise
+        self._sent_parts.pop(message.key, None)
+        if message.pin and sent:
+            await self._pin(chat, sent[0])
+        return Sent(chat=chat, message_ids=list(sent))
+
+    async def _pin(self, chat: str, message_id: str) -> None:
+        try:
+            await self.ptb.bot.pin_chat_message(
+                int(chat), int(message_id), disable_notification=True
+            )
+        except TelegramError as error:
+            # Pinning needs admin rights in the group; the message itself has been delivered.
+            log.warning("could not pin message %s in %s: %s", message_id, chat, error)
+
+    # -- command menu -----------------------------------------------------------------------
+
+    async def _publish_menus(self, app: App) -> None:
+        """The command menus: everyone's commands in groups and in private chats; each
+        admin's private chat also lists the admin commands. Names Telegram refuses (the
+        Chinese aliases) are left out of the menus; they still work when typed."""
+        summaries = app.renderer.summaries(self.config.lang)
+        menus: list[tuple[BotCommandScope, list[BotCommand]]] = [
+            (BotCommandScopeAllGroupChats(),
+             _menu(summaries, lambda c: c.role < Role.ADMIN and c.where != Where.DIRECT)),
+            (BotCommandScopeAllPrivateChats(),
+             _menu(summaries, lambda c: c.role < Role.ADMIN and c.where in PRIVATE_WHERES)),
+        ]
+        admin_menu = _menu(summaries, lambda c: c.where in PRIVATE_WHERES or c.role == Role.ADMIN)
+        menus += [
+            (BotCommandScopeChat(int(admin)), admin_menu)
+            for admin in self.config.admins
+            if admin.isdigit()  # a Telegram user id (others are @names or Matrix ids)
+        ]
+        for scope, commands in menus:
+            try:
+                await self.ptb.bot.set_my_commands(commands, scope=scope)
+            except TelegramError as error:
+                log.warning("could not set the command menu for %s: %s", scope.type, error)
+
+
+def _menu(summaries: dict[str, str], wanted: Callable[[Command], bool]) -> list[BotCommand]:
+    menu = []
+    for group, subs in sorted(REGISTRY.groups.items()):
+        shown = [cmd for cmd in subs.values() if wanted(cmd)]
+        if shown and MENU_NAME.fullmatch(group):
+            menu.append(BotCommand(group, _description(summaries, shown)))
+    return menu[:MAX_MENU]
+
+
+def _description(summaries: dict[str, str], commands: list[Command]) -> str:
+    """A command's one-line help; a group of sub-commands lists them (`add, link, list`)."""
+    if len(commands) == 1:
+        cmd = commands[0]
+        summary = summaries.get(cmd.name, cmd.summary)
+        text = f"{cmd.sub}: {summary}" if cmd.sub else summary
+    else:
+        text = ", ".join(cmd.sub or cmd.group for cmd in commands)
+    return (text or commands[0].group)[:256]
+
+
+def _keyboard(buttons: tuple[dict[str, str], ...]) -> tuple[InlineKeyboardMarkup | None, str]:
+    """The inline keyboard, and a text hint for any command too long to ride on a button."""
+    keys, hints = [], []
+    for button in buttons:
+        label = f"{button.get('emoji', '')} {button['label']}".strip()
+        if len(button["command"].encode()) <= MAX_CALLBACK_DATA:
+            keys.append(InlineKeyboardButton(label, callback_data=button["command"]))
+        else:
+            hints.append(f"[{button['label']}: {button['command']}]")
+    rows = [keys[i : i + BUTTONS_PER_ROW] for i in range(0, len(keys), BUTTONS_PER_ROW)]
+    keyboard = InlineKeyboardMarkup(rows) if rows else None
+    return keyboard, ("\n" + "  ".join(hints) if hints else "")
+
+
+def _reply_parameters(reply_to: str | None) -> ReplyParameters | None:
+    if not reply_to or not reply_to.isdigit():
+        return None
+    return ReplyParameters(int(reply_to), allow_sending_without_reply=True)
+
+
+async def _refusal_as_cannot_deliver(request: Callable[..., Awaitable[T]], **values: Any) -> T:
+    """Telegram's permanent refusals become CannotDeliver: 403 (the person never started the
+    bot, or the bot left the group), 400 (chat not found, ...), a group that migrated."""
+    try:
+        return await request(**values)
+    except (Forbidden, BadRequest, ChatMigrated) as error:
+        raise CannotDeliver(str(error)) from error
+
+
+async def _retry(action: Callable[[], Awaitable[T]], what: str) -> T:
+    """Runs `action`, again after a growing pause while it fails with a transient error: a
+    timeout, a lost connection, a 5xx answer (not a 400, a BadRequest, which would fail again)."""
+    pause = FIRST_BACKOFF
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return await action()
+        except NetworkError as error:
+            if isinstance(error, BadRequest):
+                raise
+            log.warning("%s failed (%s); trying again in %.1f s", what, error, pause)
+            await asyncio.sleep(pause)
+            pause *= 2
+    return await action()

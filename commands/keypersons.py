@@ -1,0 +1,336 @@
+"""Key persons (`K<n>`): one watcher each, daily check-ins, alerts and overdue reminders.
+
+Names, temperatures and symptoms are private: a grid's group chat sees `K12` and the
+household; the details go by direct message to the watcher, the grid's leaders and the
+community's secretaries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from sqlalchemy import func, select
+
+from bot.api import (
+    Actions,
+    Celsius,
+    Choice,
+    Context,
+    Date,
+    HouseholdRef,
+    JobContext,
+    KeyPersonRef,
+    PersonRef,
+    Reject,
+    Role,
+    Text,
+    Where,
+    command,
+    digest_section,
+    job,
+)
+from storage import models
+from storage.queries import grid_chats, health_team, next_number
+
+FEVER_AT = 37.3  # °C: a temperature at or above this is an alert
+NO_SYMPTOMS = {"ok", "正常", "无", "无症状", "none"}
+
+Reason = Annotated[
+    str,
+    Choice(
+        "epidemic-area", "home-observation", "fever", "close-contact",
+        aliases={
+            "疫区": "epidemic-area", "疫区返回": "epidemic-area", "疫区来返": "epidemic-area",
+            "居家观察": "home-observation", "居家隔离": "home-observation",
+            "发热": "fever", "密接": "close-contact", "密切接触": "close-contact",
+            "密切接触者": "close-contact",
+        },
+    ),
+]
+
+
+@dataclass
+class FollowUp:
+    """An active key person with their latest check-in, as of `now`."""
+
+    kp: models.KeyPerson
+    household: str
+    grid_code: str
+    watcher: models.Person | None
+    last: models.CheckIn | None
+    window: timedelta
+    now: datetime
+
+    @property
+    def due_at(self) -> datetime:
+        return (self.last.at if self.last else self.kp.started_at) + self.window
+
+    @property
+    def overdue(self) -> bool:
+        return self.now > self.due_at
+
+    @property
+    def late(self) -> timedelta:
+        return self.now - self.due_at
+
+    @property
+    def checked_in(self) -> bool:
+        """Checked in within the follow-up window."""
+        return self.last is not None and not self.overdue
+
+
+async def follow_ups(db, now: datetime, *where) -> list[FollowUp]:
+    """Key persons under observation (filtered by `where`), with their latest check-in."""
+    latest = (
+        select(models.CheckIn.key_person_id, func.max(models.CheckIn.id).label("id"))
+        .group_by(models.CheckIn.key_person_id)
+        .subquery()
+    )
+    rows = await db.execute(
+        select(
+            models.KeyPerson, models.Household.code, models.Grid.code, models.Person,
+            models.CheckIn, models.Community.followup_minutes,
+        )
+        .join(models.Household, models.Household.id == models.KeyPerson.household_id)
+        .join(models.Grid, models.Grid.id == models.KeyPerson.grid_id)
+        .join(models.Community, models.Community.id == models.KeyPerson.community_id)
+        .outerjoin(models.Person, models.Person.id == models.KeyPerson.watcher_id)
+        .outerjoin(latest, latest.c.key_person_id == models.KeyPerson.id)
+        .outerjoin(models.CheckIn, models.CheckIn.id == latest.c.id)
+        .where(models.KeyPerson.ended_at.is_(None), *where)
+        .order_by(models.KeyPerson.number)
+    )
+    return [
+        FollowUp(kp, household, grid_code, watcher, last, timedelta(minutes=minutes), now)
+        for kp, household, grid_code, watcher, last, minutes in rows.all()
+    ]
+
+
+async def alert_health_team(
+    actions: Actions,
+    grid: models.Grid,
+    template: str,
+    /,
+    *,
+    sender: models.Person,
+    origin: models.Chat | None,
+    also: models.Person | None = None,
+    **values,
+) -> int:
+    """Sends an alert by direct message to the grid's leaders and the secretaries (and
+    `also`), except to the person who reported it. Returns how many were told."""
+    people = {p.id: p for p in await health_team(actions.db, grid)}
+    if also is not None:
+        people.setdefault(also.id, also)
+    people.pop(sender.id, None)
+    for person in people.values():
+        actions.tell(person, template, origin=origin, grid=grid, **values)
+    return len(people)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@command("watch add", role=Role.MEMBER, where=Where.COMMUNITY, aliases=("重点",))
+async def watch_add(
+    ctx: Context,
+    household: HouseholdRef,
+    name: str,
+    reason: Reason,
+    *,
+    until: Date | None = None,
+    watcher: PersonRef | None = None,
+) -> None:
+    """Register a key person → K<n>; the group sees only the ID and household."""
+    grid = await ctx.db.get(models.Grid, household.grid_id)
+    if ctx.grid is not None and grid.id != ctx.grid.id:
+        raise Reject("keypersons/household_elsewhere", household=household.code, grid=grid)
+    if until is not None and until < ctx.today:
+        raise Reject("keypersons/until_past", until=until)
+    watcher = watcher or ctx.person
+    await _check_watcher(ctx, watcher, grid)
+    kp = models.KeyPerson(
+        community_id=grid.community_id,
+        number=await next_number(ctx.db, grid.community_id, "K"),
+        grid_id=grid.id, household_id=household.id, name=name, reason=reason,
+        started_at=ctx.now, until=until, watcher_id=watcher.id, created_by_id=ctx.person.id,
+    )
+    ctx.db.add(kp)
+    ctx.ref(f"K{kp.number}")
+    window = timedelta(minutes=ctx.community.followup_minutes)
+    ctx.reply("keypersons/added", kp=kp, household=household.code, watcher=watcher.label,
+              window=window)
+    if watcher.id != ctx.person.id:
+        ctx.tell(watcher, "keypersons/assigned_to_you", origin=ctx.chat, kp=kp,
+                 household=household.code, by=ctx.person.label, window=window)
+
+
+@command("watch assign", role=Role.LEADER, where=Where.COMMUNITY)
+async def watch_assign(ctx: Context, kp: KeyPersonRef, watcher: PersonRef) -> None:
+    """Set the one watcher of a key person."""
+    grid = await _active_here(ctx, kp)
+    if kp.watcher_id == watcher.id:
+        raise Reject("keypersons/already_watcher", kp=kp, watcher=watcher.label)
+    await _check_watcher(ctx, watcher, grid)
+    previous = await ctx.db.get(models.Person, kp.watcher_id) if kp.watcher_id else None
+    kp.watcher_id = watcher.id
+    kp.last_reminded_at = None  # an overdue person is the new watcher's to hear about
+    household = await ctx.db.get(models.Household, kp.household_id)
+    ctx.ref(f"K{kp.number}")
+    ctx.reply("keypersons/assigned", kp=kp, household=household.code, watcher=watcher.label)
+    if watcher.id != ctx.person.id:
+        ctx.tell(watcher, "keypersons/assigned_to_you", origin=ctx.chat, kp=kp,
+                 household=household.code, by=ctx.person.label,
+                 window=timedelta(minutes=ctx.community.followup_minutes))
+    if previous is not None and previous.id != ctx.person.id:
+        ctx.tell(previous, "keypersons/unassigned", origin=ctx.chat, kp=kp,
+                 household=household.code, watcher=watcher.label)
+
+
+@command("watch release", role=Role.LEADER, where=Where.COMMUNITY)
+async def watch_release(ctx: Context, kp: KeyPersonRef) -> None:
+    """End the observation of a key person."""
+    await _active_here(ctx, kp)
+    kp.ended_at = ctx.now
+    household = await ctx.db.get(models.Household, kp.household_id)
+    ctx.ref(f"K{kp.number}")
+    ctx.reply("keypersons/released", kp=kp, household=household.code)
+    if kp.watcher_id is not None and kp.watcher_id != ctx.person.id:
+        watcher = await ctx.db.get(models.Person, kp.watcher_id)
+        ctx.tell(watcher, "keypersons/released", origin=ctx.chat, kp=kp, household=household.code)
+
+
+@command("watch list", role=Role.MEMBER, where=Where.COMMUNITY, default=True)
+async def watch_list(ctx: Context) -> None:
+    """Key persons of this grid, mine first, with the last check-in; overdue marked."""
+    community = ctx.require_community()
+    scope = (
+        models.KeyPerson.grid_id == ctx.grid.id if ctx.grid
+        else models.KeyPerson.community_id == community.id
+    )
+    follow = await follow_ups(ctx.db, ctx.now, scope)
+    follow.sort(key=lambda f: (f.kp.watcher_id != ctx.person.id, f.kp.number))
+    ctx.reply(
+        "keypersons/list", grid=ctx.grid, follow=follow, me=ctx.person.id,
+        overdue=sum(f.overdue for f in follow),
+        window=timedelta(minutes=community.followup_minutes),
+    )
+
+
+@command("checkin", role=Role.MEMBER, where=Where.COMMUNITY, aliases=("随访",))
+async def checkin(ctx: Context, kp: KeyPersonRef, temp: Celsius, symptoms: Text = "") -> None:
+    """Daily follow-up of a key person; 37.3 °C or more, or a symptom, raises an alert."""
+    if kp.ended_at is not None:
+        raise Reject("keypersons/ended", kp=kp)
+    grid = await ctx.db.get(models.Grid, kp.grid_id)
+    watcher = await ctx.db.get(models.Person, kp.watcher_id) if kp.watcher_id else None
+    # The one value-dependent rule: the watcher, or a leader of the key person's grid.
+    if kp.watcher_id != ctx.person.id and (
+        await ctx.app.people.role(ctx.db, ctx.person, ctx.community, grid) < Role.LEADER
+    ):
+        raise Reject("keypersons/not_watcher", kp=kp, watcher=watcher.label if watcher else None)
+    symptoms = "" if symptoms.strip().lower() in NO_SYMPTOMS else symptoms.strip()
+    row = models.CheckIn(
+        key_person_id=kp.id, temperature=temp, symptoms=symptoms,
+        alert=temp >= FEVER_AT or bool(symptoms), by_id=ctx.person.id, at=ctx.now,
+    )
+    ctx.db.add(row)
+    household = await ctx.db.get(models.Household, kp.household_id)
+    ctx.ref(f"K{kp.number}")
+    told = 0
+    if row.alert:
+        told = await alert_health_team(
+            ctx, grid, "keypersons/alert", sender=ctx.person, origin=ctx.chat, also=watcher,
+            kp=kp, household=household.code, checkin=row, by=ctx.person.label,
+        )
+    ctx.reply(
+        "keypersons/checked_in", kp=kp, household=household.code, checkin=row, told=told,
+        next_due=ctx.now + timedelta(minutes=ctx.community.followup_minutes),
+    )
+
+
+async def _check_watcher(ctx: Context, person: models.Person, grid: models.Grid) -> None:
+    """A watcher is someone of the grid's team (member or leader), or a secretary."""
+    if ctx.app.people.is_admin(person):
+        return
+    if await ctx.app.people.role(ctx.db, person, ctx.community, grid) < Role.MEMBER:
+        raise Reject("keypersons/watcher_not_member", person=person.label, grid=grid)
+
+
+async def _active_here(ctx: Context, kp: models.KeyPerson) -> models.Grid:
+    """The key person's grid; they must be under observation, and of this chat's grid."""
+    if kp.ended_at is not None:
+        raise Reject("keypersons/ended", kp=kp)
+    grid = await ctx.db.get(models.Grid, kp.grid_id)
+    if ctx.grid is not None and grid.id != ctx.grid.id:
+        raise Reject("keypersons/elsewhere", kp=kp, grid=grid)
+    return grid
+
+
+# --- the overdue sweep ------------------------------------------------------------------
+
+
+@job(every=timedelta(minutes=5))
+async def sweep_key_persons(jc: JobContext) -> None:
+    """Ends observations past their `until` date, and reminds each watcher of an overdue
+    key person once per follow-up window (marked in `last_reminded_at`, so a rerun after a
+    restart sends nothing twice)."""
+    communities: dict[int, models.Community] = {}
+    for f in await follow_ups(jc.db, jc.now):
+        kp = f.kp
+        if kp.community_id not in communities:
+            communities[kp.community_id] = await jc.db.get(models.Community, kp.community_id)
+        local = dataclasses.replace(jc, community=communities[kp.community_id])
+        if kp.until is not None and local.today > kp.until:
+            kp.ended_at = jc.now
+            if f.watcher is not None:
+                local.tell(f.watcher, "keypersons/observation_over", origin=await _grid_chat(jc, kp),
+                           kp=kp, household=f.household)
+            continue
+        if not f.overdue or f.watcher is None:
+            continue
+        if kp.last_reminded_at is not None and jc.now - kp.last_reminded_at < f.window:
+            continue
+        kp.last_reminded_at = jc.now
+        local.tell(f.watcher, "keypersons/reminder", origin=await _grid_chat(jc, kp), f=f)
+
+
+async def _grid_chat(jc: JobContext, kp: models.KeyPerson) -> models.Chat | None:
+    """Where to say that a direct message could not be delivered."""
+    chats = await grid_chats(jc.db, kp.grid_id)
+    return chats[0] if chats else None
+
+
+# --- the digest -------------------------------------------------------------------------
+
+
+@digest_section("keypersons", order=20, template="keypersons/digest")
+async def digest(actions: Actions, grid: models.Grid, since: datetime, until: datetime) -> dict:
+    """Key persons overdue for a check-in, and the alerts of the period (the last 24 h), for
+    one grid."""
+    follow = await follow_ups(actions.db, until, models.KeyPerson.grid_id == grid.id)
+    overdue = [f for f in follow if f.overdue]
+    alerts = (
+        await actions.db.execute(
+            select(models.CheckIn, models.KeyPerson, models.Household.code)
+            .join(models.KeyPerson, models.KeyPerson.id == models.CheckIn.key_person_id)
+            .join(models.Household, models.Household.id == models.KeyPerson.household_id)
+            .where(
+                models.KeyPerson.grid_id == grid.id,
+                models.CheckIn.alert.is_(True),
+                models.CheckIn.at > since,
+                models.CheckIn.at <= until,
+            )
+            .order_by(models.CheckIn.at)
+        )
+    ).all()
+    return {
+        "active": len(follow),
+        "checked_in": sum(f.checked_in for f in follow),
+        "overdue": overdue,
+        "alerts": alerts,
+        "urgency": len(overdue) + len(alerts),
+    }
