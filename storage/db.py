@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 from storage import audit  # noqa: F401  (registers the change capture for the audit log)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITER_TIMEOUT = 30  # seconds, as SQLite's busy_timeout
 
 
 class Database:
@@ -31,6 +33,10 @@ class Database:
         else:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Within this process, writers queue here in order
+        # instead of in SQLite's busy handler, which sleeps in growing steps and so turns a
+        # short queue into long waits. Other processes still meet busy_timeout.
+        self._writer = asyncio.Lock() if self.is_sqlite else None
 
     async def migrate(self) -> None:
         """Brings the schema to the newest migration (idempotent)."""
@@ -40,8 +46,17 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A unit of work: commits when the block ends, rolls back on an exception."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        if self._writer is None:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with asyncio.timeout(WRITER_TIMEOUT):
+            await self._writer.acquire()
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        finally:
+            self._writer.release()
 
     async def close(self) -> None:
         await self.engine.dispose()
