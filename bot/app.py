@@ -4,7 +4,9 @@ and transports, and runs scheduled jobs."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 
@@ -26,11 +28,16 @@ OUTBOX_RETRY = timedelta(minutes=1)
 
 
 class App:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, clock: Clock | None = None, instance_id: str | None = None
+    ) -> None:
         import commands  # noqa: F401  (declares every command, job and hook)
 
         self.config = config
         self.clock = clock or Clock()
+        # Names this deployment in outbox leases: stable across restarts (so a restarted bot
+        # delivers what it had queued at once), different on each host of a multi-instance setup.
+        self.instance_id = instance_id or _instance_id(config)
         self.db = Database(config.db_url)
         self.renderer = Renderer()
         self.scheduler = Scheduler(self.clock)
@@ -78,6 +85,8 @@ class App:
         except Exception:
             log.exception("job %s failed", getattr(function, "__name__", function))
             return
+        for event, values in jc.events:
+            await self.emit(event, **values)
         await self.outbox.deliver(jc.queued)
 
     def _job_runner(self, function):
@@ -93,3 +102,8 @@ class App:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def _instance_id(config: Config) -> str:
+    where = f"{socket.gethostname()}:{config.data_dir.resolve()}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]

@@ -6,7 +6,7 @@ it commits, so an accepted command never loses its reply.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,9 @@ from storage import models
 if TYPE_CHECKING:
     from bot.app import App
     from bot.registry import Command
+
+# How long the instance that queued a message has to deliver it before another may.
+DELIVERY_LEASE = timedelta(minutes=2)
 
 
 class Reject(Exception):
@@ -48,6 +51,7 @@ class Actions:
     now: datetime
     community: models.Community | None = None
     queued: list[models.OutboxMessage] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def lang(self) -> str:
@@ -68,6 +72,11 @@ class Actions:
         return self.app.renderer.render(
             self.lang, template, private=private, tz=self.tz, now=self.now, **values
         )
+
+    def emit(self, event: str, **values: Any) -> None:
+        """Announces a change to the hooks declared with `@on(event)`, once this transaction
+        has committed (so they can read the change, and never see one that was undone)."""
+        self.events.append((event, values))
 
     def may_show_private(self, chat: models.Chat) -> bool:
         """The one privacy rule: residents' health details show only in direct chats and in
@@ -116,6 +125,8 @@ class Actions:
     def _queue(self, *, file: tuple[str, bytes] | None = None, **fields: Any) -> models.OutboxMessage:
         row = models.OutboxMessage(
             created_at=self.now,
+            lease_owner=self.app.instance_id,
+            lease_until=self.now + DELIVERY_LEASE,
             community_id=self.community.id if self.community else None,
             file_name=file[0] if file else None,
             file_data=file[1] if file else None,

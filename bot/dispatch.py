@@ -51,18 +51,22 @@ class Dispatcher:
         if addressed_to and self.app.bot_usernames and addressed_to.lower() not in self.app.bot_usernames:
             return  # `/cmd@otherbot`
         try:
-            queued = await self._run(msg, name, args)
+            ctx = await self._run(msg, name, args)
         except Exception:
             log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
                           msg.transport, msg.chat, msg.sender, msg.text[:200])
-            queued = await self._answer_failure(msg)
-        await self.app.outbox.deliver(queued)
+            ctx = await self._answer_failure(msg)
+        if ctx is None:
+            return
+        for event, values in ctx.events:
+            await self.app.emit(event, **values)
+        await self.app.outbox.deliver(ctx.queued)
 
-    async def _run(self, msg: Incoming, name: str, args: str) -> list[models.OutboxMessage]:
+    async def _run(self, msg: Incoming, name: str, args: str) -> Context | None:
         async with self.app.db.transaction() as db:
             if msg.dedupe_key:
                 if await db.get(models.ProcessedMessage, msg.dedupe_key) is not None:
-                    return []  # a redelivered message: handled already
+                    return None  # a redelivered message: handled already
                 db.add(models.ProcessedMessage(key=msg.dedupe_key, at=self.app.clock.now()))
             ctx = await self.context(db, msg)
             kept = len(ctx.queued)
@@ -71,8 +75,9 @@ class Dispatcher:
                     await self._execute(ctx, name, args)
             except (Reject, Refused, ArgError) as problem:
                 del ctx.queued[kept:]  # replies queued by the rolled-back command
+                ctx.events.clear()
                 self._explain(ctx, name, args, problem)
-            return ctx.queued
+            return ctx
 
     async def context(self, db, msg: Incoming) -> Context:
         """Who is speaking, in which chat, community and grid, with which role."""
@@ -205,17 +210,17 @@ class Dispatcher:
         close = get_close_matches(name.lower(), names, n=3, cutoff=0.6)
         return [REGISTRY.aliases.get(n, n) for n in close]
 
-    async def _answer_failure(self, msg: Incoming) -> list[models.OutboxMessage]:
+    async def _answer_failure(self, msg: Incoming) -> Context | None:
         """After an unexpected error: apologise once, and never handle the message again."""
         try:
             async with self.app.db.transaction() as db:
                 if msg.dedupe_key:
                     if await db.get(models.ProcessedMessage, msg.dedupe_key) is not None:
-                        return []
+                        return None
                     db.add(models.ProcessedMessage(key=msg.dedupe_key, at=self.app.clock.now()))
                 ctx = await self.context(db, msg)
                 ctx.reply("core/internal_error")
-                return ctx.queued
+                return ctx
         except Exception:
             log.exception("could not even apologise for %r", msg.text[:200])
-            return []
+            return None

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, true, update
 
+from bot.context import DELIVERY_LEASE
 from bot.transports.base import CannotDeliver, Outgoing, Sent
 from storage import models
 
@@ -42,20 +43,44 @@ class Outbox:
             return
         async with self._lock:
             if rows is None:
-                async with self.app.db.transaction() as db:
-                    rows = (
-                        await db.scalars(
-                            select(models.OutboxMessage)
-                            .where(
-                                models.OutboxMessage.sent_at.is_(None),
-                                models.OutboxMessage.error.is_(None),
-                            )
-                            .order_by(models.OutboxMessage.id)
-                        )
-                    ).all()
+                rows = await self._claim_pending()
             notices = await self._deliver(rows)
             if notices:
                 await self._deliver(notices)
+
+    async def _claim_pending(self) -> list[models.OutboxMessage]:
+        """Takes the pending rows no other instance is delivering (its lease ran out)."""
+        now = self.app.clock.now()
+        table = models.OutboxMessage
+        async with self.app.db.transaction() as db:
+            ids = (
+                await db.scalars(
+                    update(table)
+                    .where(
+                        table.sent_at.is_(None),
+                        table.error.is_(None),
+                        or_(
+                            table.lease_until.is_(None),
+                            table.lease_until < now,
+                            table.lease_owner == self.app.instance_id,
+                        ),
+                    )
+                    .values(lease_owner=self.app.instance_id, lease_until=now + DELIVERY_LEASE)
+                    .returning(table.id)
+                )
+            ).all()
+            # Rows another instance holds: look again later, in case it dies with them.
+            held = await db.scalar(
+                select(table.id).where(table.sent_at.is_(None), table.error.is_(None)).limit(1)
+                .where(table.id.not_in(ids) if ids else true())
+            )
+            if held is not None:
+                self._retry_needed = True
+            if not ids:
+                return []
+            return list(
+                (await db.scalars(select(table).where(table.id.in_(ids)).order_by(table.id))).all()
+            )
 
     async def _deliver(self, rows: Sequence[models.OutboxMessage]) -> list[models.OutboxMessage]:
         people = await self._recipients(rows)
@@ -143,6 +168,7 @@ class Outbox:
         notice = models.OutboxMessage(
             transport=row.transport, chat=row.origin_chat, text=text,
             community_id=row.community_id, created_at=now,
+            lease_owner=self.app.instance_id, lease_until=now + DELIVERY_LEASE,
         )
         db.add(notice)
         await db.flush()

@@ -45,6 +45,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -54,14 +55,14 @@ from bot.api import REGISTRY, Actions, Context, JobContext, Role, Where, command
 from bot.registry import DigestSection
 from storage import models
 
+if TYPE_CHECKING:
+    from bot.app import App
+
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
 # A digest sent later than this after its time says it is late (sent after downtime).
 LATE_AFTER = timedelta(minutes=5)
-# /community emits its change before it commits; until then the new row cannot be read.
-RESCHEDULE_RETRY = timedelta(seconds=2)
-RESCHEDULE_ATTEMPTS = 15
 
 
 @dataclass
@@ -216,7 +217,7 @@ def _digest_time(community: models.Community) -> time:
     return time.fromisoformat(community.digest_time)
 
 
-def schedule(app, community: models.Community) -> None:
+def schedule(app: App, community: models.Community) -> None:
     """(Re)schedules the community's daily digest at its digest time in its time zone."""
     app.scheduler.daily(
         f"digest:{community.id}", _digest_time(community), community.tz,
@@ -225,7 +226,7 @@ def schedule(app, community: models.Community) -> None:
 
 
 @on("startup")
-async def schedule_all(app) -> None:
+async def schedule_all(app: App) -> None:
     """Schedules every community's digest, and sends the last one if it was missed while down."""
     async with app.db.transaction() as db:
         communities = (await db.scalars(select(models.Community).order_by(models.Community.id))).all()
@@ -235,27 +236,9 @@ async def schedule_all(app) -> None:
 
 
 @on("community_changed")
-async def reschedule(app, community_id: int) -> None:
-    """A community was created or its digest time or time zone changed.
-
-    Hooks run inside the command's transaction, whose changes other connections cannot
-    read yet; so the schedule is renewed by a one-off job on the same clock, right after."""
-    app.scheduler.once(
-        f"digest-reschedule:{community_id}", app.clock.now(),
-        partial(_reschedule_now, app, community_id, RESCHEDULE_ATTEMPTS),
-    )
-
-
-async def _reschedule_now(app, community_id: int, attempts: int) -> None:
+async def reschedule(app: App, community_id: int) -> None:
+    """A community was created, or its digest time or time zone changed (after commit)."""
     async with app.db.transaction() as db:
-        # FOR UPDATE (PostgreSQL) waits until the changing command has committed.
-        community = await db.scalar(
-            select(models.Community).where(models.Community.id == community_id).with_for_update()
-        )
+        community = await db.get(models.Community, community_id)
     if community is not None:
         schedule(app, community)
-    elif attempts > 1:  # a new community not committed yet (or never: its command failed)
-        app.scheduler.once(
-            f"digest-reschedule:{community_id}", app.clock.now() + RESCHEDULE_RETRY,
-            partial(_reschedule_now, app, community_id, attempts - 1),
-        )

@@ -53,7 +53,7 @@ async def community(ctx: Context, name: Text) -> None:
     ))
     ctx.community = created
     ctx.reply("setup/community_created", community=created)
-    await ctx.app.emit("community_changed", community_id=created.id)
+    ctx.emit("community_changed", community_id=created.id)
 
 
 @command("grid add", role=Role.SECRETARY, where=Where.COMMUNITY)
@@ -284,7 +284,7 @@ async def set_(
     apply(parsed)
     await ctx.db.flush()
     ctx.reply("setup/setting_changed", key=key, community=community)
-    await ctx.app.emit("community_changed", community_id=community.id)
+    ctx.emit("community_changed", community_id=community.id)
 
 
 def _minutes(value: timedelta) -> int:

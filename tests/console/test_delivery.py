@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
@@ -108,3 +109,19 @@ async def test_unexpected_error_is_logged_answered_once_and_the_bot_goes_on(bot,
     assert "boom" in caplog.text and "/explode" in caplog.text
     out = await bot.say("/help")
     assert out.chats() == ["hq"]
+
+
+async def test_a_second_instance_takes_over_pending_replies_only_when_the_lease_runs_out(bot):
+    from bot.app import App
+
+    await bot.app.handle(telegram("/help", key="telegram:9"))  # queued by instance A, unsent
+    other = App(bot.config, clock=bot.app.clock, instance_id="instance-b")
+    transport = RecordingTransport()
+    await other.start([transport])
+    await other.scheduler.advance_to(bot.app.clock.now() + timedelta(seconds=90))
+    assert transport.sent == []  # A's lease (2 min) still holds
+    await other.scheduler.advance_to(bot.app.clock.now() + timedelta(minutes=2))
+    assert [chat for chat, _ in transport.sent] == ["-100"]
+    await other.scheduler.advance_to(bot.app.clock.now() + timedelta(minutes=5))
+    assert len(transport.sent) == 1
+    await other.stop()

@@ -301,7 +301,7 @@ async def test_digest_is_refused_to_members_and_to_leaders_of_other_grids(evenin
 async def test_digest_takes_no_arguments(evening, two_sections):
     out = await evening.say(":as admin", ":in hq", "/digest now")
     [text] = out.texts("hq")
-    assert "/digest" in text and "即时汇总" not in text
+    assert "用法：\n/digest" in text and "即时汇总" not in text
 
 
 # --- the domains' real sections, on a seeded community ------------------------------------

@@ -22,10 +22,7 @@ async def sent_count(bot: ConsoleBot) -> int:
 
 async def two_bots(tmp_path, postgres_url) -> tuple[ConsoleBot, ConsoleBot]:
     first = ConsoleBot(tmp_path / "first", database_url=postgres_url, start="2026-02-10T19:00")
-    # Started 30 s later, its once-a-minute outbox retry never runs at 20:00 sharp, while
-    # the first one delivers the digest: the outbox does not claim rows yet, so two
-    # instances retrying at once may both deliver the same pending message.
-    second = ConsoleBot(tmp_path / "second", database_url=postgres_url, start="2026-02-10T19:00:30")
+    second = ConsoleBot(tmp_path / "second", database_url=postgres_url, start="2026-02-10T19:00")
     await first.start()
     await setup_community(first)
     await second.start()  # after setup, so that it schedules the community's digest too

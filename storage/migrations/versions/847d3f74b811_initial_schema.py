@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: cd32b062ee8a
+Revision ID: 847d3f74b811
 Revises: 
-Create Date: 2026-11-29 21:02:42.667710
+Create Date: 2026-11-29 21:30:38.239660
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import storage.types
 
 
-revision = 'cd32b062ee8a'
+revision = '847d3f74b811'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -112,6 +112,8 @@ def upgrade() -> None:
     sa.Column('created_at', storage.types.UTCDateTime(), nullable=False),
     sa.Column('sent_at', storage.types.UTCDateTime(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('lease_owner', sa.String(length=32), nullable=True),
+    sa.Column('lease_until', storage.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['community_id'], ['communities.id'], name=op.f('fk_outbox_community_id_communities')),
     sa.ForeignKeyConstraint(['person_id'], ['people.id'], name=op.f('fk_outbox_person_id_people')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox'))
