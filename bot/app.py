@@ -63,6 +63,7 @@ class App:
         await self.outbox.deliver()  # whatever was accepted but not sent before a restart
 
     async def stop(self) -> None:
+        await self.outbox.idle()
         for transport in list(self.transports.values()):
             try:
                 await transport.stop()
@@ -73,8 +74,10 @@ class App:
         await self.db.close()
         self._stopped.set()
 
-    async def handle(self, message: Incoming) -> None:
-        await self.dispatcher.handle(message)
+    async def handle(self, message: Incoming, *, wait_for_delivery: bool = True) -> None:
+        """Handles one incoming message. A network transport passes wait_for_delivery=False
+        to go on reading while replies wait for rate limits; they are committed already."""
+        await self.dispatcher.handle(message, wait_for_delivery=wait_for_delivery)
 
     async def run_job(self, function: Callable[[JobContext], Awaitable[None]]) -> None:
         """Runs one job in its own transaction; its messages are delivered after commit."""

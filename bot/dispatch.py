@@ -43,7 +43,7 @@ class Dispatcher:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    async def handle(self, msg: Incoming) -> None:
+    async def handle(self, msg: Incoming, *, wait_for_delivery: bool = True) -> None:
         parsed = split_command(msg.text)
         if parsed is None:
             return  # ordinary conversation in the chat
@@ -60,7 +60,10 @@ class Dispatcher:
             return
         for event, values in ctx.events:
             await self.app.emit(event, **values)
-        await self.app.outbox.deliver(ctx.queued)
+        if wait_for_delivery:
+            await self.app.outbox.deliver(ctx.queued)
+        else:
+            self.app.outbox.deliver_soon(ctx.queued)
 
     async def _run(self, msg: Incoming, name: str, args: str) -> Context | None:
         async with self.app.db.transaction() as db:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,8 +28,12 @@ log = logging.getLogger(__name__)
 class Outbox:
     def __init__(self, app: App) -> None:
         self.app = app
-        # One deliverer at a time keeps each chat's messages in the order they were queued.
-        self._lock = asyncio.Lock()
+        # Each chat's messages go out in the order they were queued; different chats do not
+        # wait for each other (one group held back by Telegram's per-group limit must not
+        # delay every other chat).
+        self._chat_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._in_flight: set[int] = set()
+        self._background: set[asyncio.Task] = set()
         self._retry_needed = True  # rows may be pending from before a restart
 
     async def retry(self) -> None:
@@ -39,14 +44,31 @@ class Outbox:
 
     async def deliver(self, rows: Sequence[models.OutboxMessage] | None = None) -> None:
         """Sends the given rows (just committed), or every pending row, oldest first."""
-        if rows is not None and not rows:
+        if rows is None:
+            rows = await self._claim_pending()
+        rows = [row for row in rows if row.id not in self._in_flight]
+        if not rows:
             return
-        async with self._lock:
-            if rows is None:
-                rows = await self._claim_pending()
+        self._in_flight.update(row.id for row in rows)
+        try:
             notices = await self._deliver(rows)
-            if notices:
-                await self._deliver(notices)
+        finally:
+            self._in_flight.difference_update(row.id for row in rows)
+        if notices:
+            await self._deliver(notices)
+
+    def deliver_soon(self, rows: Sequence[models.OutboxMessage]) -> None:
+        """Delivers in the background: for transports that should go on reading updates
+        while a reply waits for a rate limit (the rows are committed, so none is lost)."""
+        if rows:
+            task = asyncio.create_task(self.deliver(rows))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def idle(self) -> None:
+        """Waits until background deliveries are done (before stopping)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _claim_pending(self) -> list[models.OutboxMessage]:
         """Takes the pending rows no other instance is delivering (its lease ran out)."""
@@ -84,28 +106,43 @@ class Outbox:
 
     async def _deliver(self, rows: Sequence[models.OutboxMessage]) -> list[models.OutboxMessage]:
         people = await self._recipients(rows)
+        by_chat: dict[tuple[str, str], list[models.OutboxMessage]] = defaultdict(list)
+        for row in rows:
+            by_chat[(row.transport, row.chat or f"person:{row.person_id}")].append(row)
+        notices = await asyncio.gather(
+            *(self._deliver_chat(key, chat_rows, people) for key, chat_rows in by_chat.items())
+        )
+        return [notice for chat_notices in notices for notice in chat_notices]
+
+    async def _deliver_chat(self, key, rows, people) -> list[models.OutboxMessage]:
+        """Sends one chat's rows in order and records them before the next delivery to that
+        chat may start: whatever went out is marked sent before anything after it is sent."""
         sent: list[tuple[models.OutboxMessage, Sent]] = []
         failed: list[tuple[models.OutboxMessage, str]] = []
-        for row in rows:
-            transport = self.app.transports.get(row.transport)
-            if transport is None:
-                self._retry_needed = True  # that transport is not running now; the row waits
-                continue
-            message = self._outgoing(row, transport.capabilities)
-            try:
-                if row.person_id is not None:
-                    person = people[row.person_id]
-                    result = await transport.send_direct(person.external_id, person.dm_chat, message)
+        async with self._chat_locks[key]:
+            for row in rows:
+                transport = self.app.transports.get(row.transport)
+                if transport is None:
+                    self._retry_needed = True  # that transport is not running now; the row waits
+                    continue
+                message = self._outgoing(row, transport.capabilities)
+                try:
+                    if row.person_id is not None:
+                        person = people[row.person_id]
+                        result = await transport.send_direct(
+                            person.external_id, person.dm_chat, message
+                        )
+                    else:
+                        result = await transport.send(row.chat, message)
+                except CannotDeliver as error:
+                    failed.append((row, str(error) or "cannot deliver"))
+                except Exception:
+                    log.exception("delivery of outbox message %s failed; will retry", row.id)
+                    self._retry_needed = True
+                    break  # keep this chat's order: the rest waits for the retry
                 else:
-                    result = await transport.send(row.chat, message)
-            except CannotDeliver as error:
-                failed.append((row, str(error) or "cannot deliver"))
-            except Exception:
-                log.exception("delivery of outbox message %s failed; will retry", row.id)
-                self._retry_needed = True
-            else:
-                sent.append((row, result))
-        return await self._record(sent, failed, people)
+                    sent.append((row, result))
+            return await self._record(sent, failed, people)
 
     async def _recipients(self, rows) -> dict[int, models.Person]:
         ids = {row.person_id for row in rows if row.person_id is not None}

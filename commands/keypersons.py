@@ -84,10 +84,13 @@ class FollowUp:
 
 async def follow_ups(db, now: datetime, *where) -> list[FollowUp]:
     """Key persons under observation (filtered by `where`), with their latest check-in."""
+    # The latest check-in of each, looked up per key person (an index seek), so the cost
+    # follows the people under observation, not the whole history of check-ins.
     latest = (
-        select(models.CheckIn.key_person_id, func.max(models.CheckIn.id).label("id"))
-        .group_by(models.CheckIn.key_person_id)
-        .subquery()
+        select(func.max(models.CheckIn.id))
+        .where(models.CheckIn.key_person_id == models.KeyPerson.id)
+        .correlate(models.KeyPerson)
+        .scalar_subquery()
     )
     rows = await db.execute(
         select(
@@ -98,8 +101,7 @@ async def follow_ups(db, now: datetime, *where) -> list[FollowUp]:
         .join(models.Grid, models.Grid.id == models.KeyPerson.grid_id)
         .join(models.Community, models.Community.id == models.KeyPerson.community_id)
         .outerjoin(models.Person, models.Person.id == models.KeyPerson.watcher_id)
-        .outerjoin(latest, latest.c.key_person_id == models.KeyPerson.id)
-        .outerjoin(models.CheckIn, models.CheckIn.id == latest.c.id)
+        .outerjoin(models.CheckIn, models.CheckIn.id == latest)
         .where(models.KeyPerson.ended_at.is_(None), *where)
         .order_by(models.KeyPerson.number)
     )

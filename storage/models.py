@@ -15,6 +15,7 @@ from sqlalchemy import (
     Date,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -170,6 +171,11 @@ class Membership(Base):
 
 class Screening(Base):
     __tablename__ = "screenings"
+    __table_args__ = (
+        # Coverage of a round and the screenings of a period stay cheap as history grows.
+        Index("ix_screenings_grid_round", "grid_id", "round_no", "household_id"),
+        Index("ix_screenings_grid_at", "grid_id", "at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
@@ -214,7 +220,10 @@ class KeyPerson(Base):
     """`K<n>`: someone under observation, followed one-to-one by a watcher. `name` is private."""
 
     __tablename__ = "key_persons"
-    __table_args__ = (UniqueConstraint("community_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("community_id", "number"),
+        Index("ix_key_persons_grid_open", "grid_id", "ended_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
@@ -234,6 +243,7 @@ class KeyPerson(Base):
 
 class CheckIn(Base):
     __tablename__ = "checkins"
+    __table_args__ = (Index("ix_checkins_key_person_at", "key_person_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key_person_id: Mapped[int] = mapped_column(ForeignKey("key_persons.id"), index=True)
@@ -251,7 +261,10 @@ class Errand(Base):
     """`E<n>`: open → claimed → done (or cancelled)."""
 
     __tablename__ = "errands"
-    __table_args__ = (UniqueConstraint("community_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("community_id", "number"),
+        Index("ix_errands_grid_state", "grid_id", "state", "done_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -59,7 +60,9 @@ class ConsoleTransport:
         self.direct = False
         self.attachment: Attachment | None = None
         self.app: App | None = None
-        self._count = 0
+        self._count = 0  # messages typed
+        self._sent = 0  # messages printed
+        self._run = uuid.uuid4().hex[:8]  # keeps message ids unique across runs on one database
 
     async def start(self, app: App) -> None:
         self.app = app
@@ -150,7 +153,8 @@ class ConsoleTransport:
 
     async def send(self, chat: str, message: Outgoing) -> Sent:
         self._print(chat, message)
-        return Sent(chat=chat, message_ids=[f"{chat}:{id(message)}"])
+        self._sent += 1
+        return Sent(chat=chat, message_ids=[f"{chat}:{self._run}:{self._sent}"])
 
     async def send_direct(self, user: str, dm_chat: str | None, message: Outgoing) -> Sent:
         chat = f"dm:{user}"

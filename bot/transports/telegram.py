@@ -188,7 +188,8 @@ class TelegramTransport:
                 message_id=str(message.message_id),
                 reply_to=str(replied.message_id) if replied else None,
                 dedupe_key=f"telegram:{update.update_id}",
-            )
+            ),
+            wait_for_delivery=False,  # a group held back by its rate limit must not hold up others
         )
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -213,7 +214,8 @@ class TelegramTransport:
                 chat_title=pressed_on.chat.effective_name or "",
                 reply_to=str(pressed_on.message_id),
                 dedupe_key=f"telegram:{update.update_id}",
-            )
+            ),
+            wait_for_delivery=False,
         )
 
     async def _attachments(self, message: Message) -> tuple[Attachment, ...]:

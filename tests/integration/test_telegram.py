@@ -61,14 +61,23 @@ async def running(config: Config) -> AsyncIterator[App]:
     """The bot with the Telegram transport, in this test's event loop."""
     app = App(config, clock=Clock())
     await app.start([TelegramTransport(config)])
+    RUNNING.append(app)
     try:
         yield app
     finally:
+        RUNNING.remove(app)
         await app.stop()
 
 
+RUNNING: list[App] = []  # the apps of `running`, whose replies `handled` waits for
+
+
 async def handled(api: FakeBotAPI, timeout: float = 10) -> None:  # noqa: ASYNC109
+    """Every update confirmed, and the replies it caused sent (they go out in the background,
+    so that one group's rate limit does not hold up the others)."""
     await api.wait_until(lambda: api.pending_updates() == 0, timeout, "every update handled")
+    for app in RUNNING:
+        await app.outbox.idle()
 
 
 async def say(
@@ -437,7 +446,7 @@ async def test_webhook_mode(botapi: FakeBotAPI, tmp_path: Path) -> None:
         },
     }
     secret = {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(botapi.token)}
-    async with running(config), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with running(config) as app, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         assert botapi.webhook_url == url
         [set_webhook] = botapi.calls("setWebhook")
         assert set_webhook.params["secret_token"] == secret["X-Telegram-Bot-Api-Secret-Token"]
@@ -445,8 +454,12 @@ async def test_webhook_mode(botapi: FakeBotAPI, tmp_path: Path) -> None:
 
         assert (await http.post("/telegram/hook", json=update)).status_code == 403  # no secret
         assert botapi.sent() == []
-        # Telegram's call is answered once the update has been handled and answered.
+        # Telegram's call is answered once the update has been handled (its reply is stored
+        # and goes out in the background).
         assert (await http.post("/telegram/hook", json=update, headers=secret)).status_code == 200
+        async with app.db.transaction() as db:
+            assert await db.get(models.ProcessedMessage, "telegram:987654321") is not None
+        await app.outbox.idle()
         [answer] = botapi.sent(WANG)
         assert answer["text"].startswith("你好！我是 gridbot")
         # Telegram calls again when it got no answer: the update is not handled twice.

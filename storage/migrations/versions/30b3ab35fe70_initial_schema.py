@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 847d3f74b811
+Revision ID: 30b3ab35fe70
 Revises: 
-Create Date: 2026-11-29 21:30:38.239660
+Create Date: 2026-11-29 21:35:37.466030
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import storage.types
 
 
-revision = '847d3f74b811'
+revision = '30b3ab35fe70'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -292,6 +292,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('errands', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_errands_grid_id'), ['grid_id'], unique=False)
+        batch_op.create_index('ix_errands_grid_state', ['grid_id', 'state', 'done_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_errands_state'), ['state'], unique=False)
 
     op.create_table('key_persons',
@@ -319,6 +320,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('key_persons', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_key_persons_grid_id'), ['grid_id'], unique=False)
+        batch_op.create_index('ix_key_persons_grid_open', ['grid_id', 'ended_at'], unique=False)
 
     op.create_table('screenings',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -341,7 +343,9 @@ def upgrade() -> None:
     with op.batch_alter_table('screenings', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_screenings_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_screenings_community_id'), ['community_id'], unique=False)
+        batch_op.create_index('ix_screenings_grid_at', ['grid_id', 'at'], unique=False)
         batch_op.create_index(batch_op.f('ix_screenings_grid_id'), ['grid_id'], unique=False)
+        batch_op.create_index('ix_screenings_grid_round', ['grid_id', 'round_no', 'household_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_screenings_household_id'), ['household_id'], unique=False)
 
     op.create_table('shifts',
@@ -432,6 +436,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('checkins', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_checkins_at'), ['at'], unique=False)
+        batch_op.create_index('ix_checkins_key_person_at', ['key_person_id', 'at'], unique=False)
         batch_op.create_index(batch_op.f('ix_checkins_key_person_id'), ['key_person_id'], unique=False)
 
     op.create_table('signups',
@@ -461,6 +466,7 @@ def downgrade() -> None:
     op.drop_table('signups')
     with op.batch_alter_table('checkins', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_checkins_key_person_id'))
+        batch_op.drop_index('ix_checkins_key_person_at')
         batch_op.drop_index(batch_op.f('ix_checkins_at'))
 
     op.drop_table('checkins')
@@ -485,17 +491,21 @@ def downgrade() -> None:
     op.drop_table('shifts')
     with op.batch_alter_table('screenings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_screenings_household_id'))
+        batch_op.drop_index('ix_screenings_grid_round')
         batch_op.drop_index(batch_op.f('ix_screenings_grid_id'))
+        batch_op.drop_index('ix_screenings_grid_at')
         batch_op.drop_index(batch_op.f('ix_screenings_community_id'))
         batch_op.drop_index(batch_op.f('ix_screenings_at'))
 
     op.drop_table('screenings')
     with op.batch_alter_table('key_persons', schema=None) as batch_op:
+        batch_op.drop_index('ix_key_persons_grid_open')
         batch_op.drop_index(batch_op.f('ix_key_persons_grid_id'))
 
     op.drop_table('key_persons')
     with op.batch_alter_table('errands', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_errands_state'))
+        batch_op.drop_index('ix_errands_grid_state')
         batch_op.drop_index(batch_op.f('ix_errands_grid_id'))
 
     op.drop_table('errands')

@@ -1,0 +1,238 @@
+"""Outbound fan-out against Telegram's limits: 30 messages/s overall, 20 per minute per group.
+
+    python -m bench.fanout [--grids 40] [--rounds 3] [--burst 40]
+
+The bot runs with the real Telegram transport (python-telegram-bot and its AIORateLimiter)
+against the in-repo fake Bot API server (tests/servers/botapi.py), on 127.0.0.1 in this
+process; times come from the server's call log. A community with `grids` grid chats is set
+up through the commands, then:
+
+- fan-out: `/announce` in the HQ chat reaches every grid chat (a message and a pin each),
+  `rounds` times, a few seconds apart; measured from the moment the command is written to
+  the last grid chat's last call: time against the ideal `grids`/30 s, the achieved rate
+  against 30 msg/s, and the most calls in any rolling second;
+- burst: `burst` errands posted at once in one grid chat, each answered in that chat; the
+  most messages to that group in any rolling minute against 20. The per-group limit makes
+  this take about (burst - 20) × 3 s: 40 → about a minute. Right after the burst is
+  written, one command in another grid chat: its reply time against the same command's
+  when the bot is idle (what a throttled group costs everyone else).
+
+The fake server enforces no limit, so what is measured is what the bot would send to
+Telegram; above a limit, Telegram answers 429 and the rate limiter pauses every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from bot.app import App
+from bot.clock import ManualClock
+from bot.config import Config
+from bot.transports.base import Capabilities, Incoming, Outgoing, Sent
+from bot.transports.telegram import TelegramTransport
+from tests.servers.botapi import Call, FakeBotAPI
+
+PER_SECOND = 30  # Telegram: messages per second, overall
+PER_GROUP_MINUTE = 20  # Telegram: messages per minute to one group
+ADMIN, RESIDENT = 7001, 7002
+HQ = -1001000000000
+FIRST_GRID_CHAT = HQ - 1  # grid chat i is FIRST_GRID_CHAT - i
+ROUND_PAUSE = 3.0  # seconds between fan-out rounds, so each starts with the limiter rested
+TIMEOUT = 600.0  # seconds: a step taking longer than this has failed
+# A fixed manual clock: no scheduled job (the daily digest) fires during the measurement.
+START = datetime(2026, 2, 10, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+MESSAGES = ("sendMessage", "sendDocument")
+
+
+def grid_chat(i: int) -> int:
+    return FIRST_GRID_CHAT - i
+
+
+class Discard:
+    """Stands in for the Telegram transport while the community is set up: the setup's
+    replies are not part of the measurement."""
+
+    name = "telegram"
+    capabilities = Capabilities(buttons=True, pin=True)
+
+    async def start(self, app) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, chat: str, message: Outgoing) -> Sent:
+        return Sent(chat=chat)
+
+    async def send_direct(self, user, dm_chat, message: Outgoing) -> Sent:
+        return Sent(chat=str(user))
+
+
+async def set_up(config: Config, grids: int) -> None:
+    """The community, its grids and their linked chats, through the commands."""
+    app = App(config, clock=ManualClock(START))
+    await app.start([Discard()])
+
+    async def say(chat: int, text: str) -> None:
+        await app.handle(Incoming(transport="telegram", chat=str(chat), sender=str(ADMIN),
+                                  text=text, sender_username="bench_admin", sender_name="Admin"))
+
+    await say(HQ, "/community 基准社区")
+    for i in range(1, grids + 1):
+        await say(HQ, f"/grid add g{i} {i}网格")
+    for i in range(1, grids + 1):
+        await say(grid_chat(i), f"/grid link g{i}")
+    await app.stop()
+
+
+def chat_of(call: Call) -> int | None:
+    chat = call.params.get("chat_id")
+    return int(chat) if chat is not None else None
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The most events in any window of `window` seconds (a rolling window)."""
+    times = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+@dataclass
+class FanOut:
+    seconds: float  # from writing /announce to the last grid chat's last call
+    messages: int
+    calls: int  # messages and pins to grid chats
+    peak_calls: int  # most calls to any chat in a rolling second
+    peak_messages: int
+
+
+async def reply_time(api: FakeBotAPI, user: int, chat: int, text: str) -> float:
+    """Seconds from `user` writing `text` in `chat` to the bot's answer there."""
+    before = len(api.sent(chat))
+    written = time.monotonic()
+    api.user_says(user, chat, text)
+    [answer, *_] = (await api.wait_for_sent(before + 1, chat_id=chat, timeout=TIMEOUT))[before:]
+    return answer["at"] - written
+
+
+async def fan_out(api: FakeBotAPI, grids: int, round_no: int) -> FanOut:
+    targets = {grid_chat(i) for i in range(1, grids + 1)}
+    mark = len(api.calls())
+    written = time.monotonic()
+    api.user_says(ADMIN, HQ, f"/announce 第{round_no}号通知：今晚八点前完成本轮排查。")
+
+    def ours() -> list[Call]:
+        return [c for c in api.calls()[mark:] if chat_of(c) in targets]
+
+    def done() -> bool:
+        pins = {chat_of(c) for c in ours() if c.method == "pinChatMessage"}
+        return pins == targets
+
+    await api.wait_until(done, TIMEOUT, "every grid chat announced and pinned")
+    calls = ours()
+    messages = [c.at for c in calls if c.method in MESSAGES]
+    return FanOut(
+        seconds=max(c.at for c in calls) - written, messages=len(messages), calls=len(calls),
+        peak_calls=most_in_window([c.at for c in api.calls()[mark:] if chat_of(c)], 1.0),
+        peak_messages=most_in_window(messages, 1.0),
+    )
+
+
+async def measure(workdir: Path, grids: int, rounds: int, burst: int) -> None:
+    async with FakeBotAPI() as api:
+        api.add_user(ADMIN, "Admin", "bench_admin")
+        api.add_user(RESIDENT, "Resident", "bench_resident")
+        api.add_group(HQ, "基准社区指挥部")
+        for i in range(1, grids + 1):
+            api.add_group(grid_chat(i), f"{i}网格")
+        config = Config(data_dir=workdir, telegram_token=api.token,
+                        telegram_api_url=api.root_url, admins=(str(ADMIN),))
+        await set_up(config, grids)
+        app = App(config, clock=ManualClock(START))
+        await app.start([TelegramTransport(config)])
+        try:
+            idle = [await reply_time(api, RESIDENT, grid_chat(2), "/help") for _ in range(3)]
+            rounds_measured = []
+            for round_no in range(1, rounds + 1):
+                await asyncio.sleep(ROUND_PAUSE)
+                rounds_measured.append(await fan_out(api, grids, round_no))
+            await asyncio.sleep(ROUND_PAUSE)
+            burst_seconds, other = await burst_in_one_group(api, burst)
+        finally:
+            await app.stop()
+        # Every call of the run counts, whichever phase made it.
+        chats = [HQ] + [grid_chat(i) for i in range(1, grids + 1)]
+        per_group = max(most_in_window(
+            [c.at for c in api.calls() if chat_of(c) == chat and c.method in MESSAGES], 60.0
+        ) for chat in chats)
+        per_group_calls = max(
+            most_in_window([c.at for c in api.calls() if chat_of(c) == chat], 60.0) for chat in chats
+        )
+    report(grids, rounds_measured, burst, burst_seconds, per_group, per_group_calls,
+           statistics.median(idle), other)
+
+
+async def burst_in_one_group(api: FakeBotAPI, burst: int) -> tuple[float, float]:
+    """`burst` errands at once in grid chat 1, then a command in grid chat 2; returns the
+    seconds until the last errand's answer, and the other chat's reply time."""
+    chat = grid_chat(1)
+    before = len(api.sent(chat))
+    written = time.monotonic()
+    for i in range(burst):
+        api.user_says(RESIDENT, chat, f"/errand 帮忙买菜 {i + 1}")
+    other = asyncio.create_task(reply_time(api, RESIDENT, grid_chat(2), "/help"))
+    sent = await api.wait_for_sent(before + burst, chat_id=chat, timeout=TIMEOUT)
+    return sent[-1]["at"] - written, await other
+
+
+def report(grids: int, rounds: list[FanOut], burst: int, burst_seconds: float, per_group: int,
+           per_group_calls: int, idle: float, other: float) -> None:
+    ideal = grids / PER_SECOND
+    seconds = statistics.median(r.seconds for r in rounds)
+    rate = grids / seconds
+    print(f"fan-out: /announce to {grids} grid chats ({rounds[0].messages} messages + "
+          f"{rounds[0].calls - rounds[0].messages} pins), median of {len(rounds)} rounds "
+          f"({', '.join(f'{r.seconds:.2f}' for r in rounds)} s)")
+    print(f"  time {seconds:.2f} s vs ideal {grids}/{PER_SECOND} = {ideal:.2f} s: "
+          f"ratio {seconds / ideal:.2f}")
+    print(f"  achieved {rate:.1f} msg/s vs {PER_SECOND}: ratio {rate / PER_SECOND:.2f}")
+    peak_messages = max(r.peak_messages for r in rounds)
+    peak_calls = max(r.peak_calls for r in rounds)
+    print(f"  most in a rolling second: {peak_messages} messages (ratio "
+          f"{peak_messages / PER_SECOND:.2f}), {peak_calls} calls with pins (ratio "
+          f"{peak_calls / PER_SECOND:.2f}) vs {PER_SECOND}")
+    strict = (burst - 1) // PER_GROUP_MINUTE * 60  # 20 at once, the next 20 a minute later
+    print(f"burst: {burst} errands at once in one grid chat, answered in {burst_seconds:.1f} s "
+          f"(at most {PER_GROUP_MINUTE} in any minute: ≥ {strict} s)")
+    print(f"  most to one group in a rolling minute: {per_group} messages (ratio "
+          f"{per_group / PER_GROUP_MINUTE:.2f}), {per_group_calls} calls with pins (ratio "
+          f"{per_group_calls / PER_GROUP_MINUTE:.2f}) vs {PER_GROUP_MINUTE}")
+    print(f"  a reply in another grid chat during the burst: {other:.2f} s vs {idle * 1000:.0f} ms "
+          f"idle: ratio {other / idle:.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grids", type=int, default=40, help="grid chats the announcement reaches")
+    parser.add_argument("--rounds", type=int, default=3, help="announcements, measured apart")
+    parser.add_argument("--burst", type=int, default=40, help="messages at once to one group")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(measure(Path(tmp), args.grids, args.rounds, args.burst))
+
+
+if __name__ == "__main__":
+    main()
