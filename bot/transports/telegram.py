@@ -104,6 +104,18 @@ def webhook_secret(token: str) -> str:
     return hashlib.sha256(b"gridbot-webhook:" + token.encode()).hexdigest()
 
 
+def telegram_rate_limiter() -> AIORateLimiter:
+    """Telegram's limits (30 messages/s overall, 20 per minute per group) held in EVERY
+    window, not just on average: a leaky bucket lets its whole capacity through at once and
+    then its rate, so capacity + rate × window must stay within the limit (5 + 25/s ≤ 30 in
+    a second; 2 + 0.3/s × 60 ≤ 20 in a minute). The defaults allow about twice that."""
+    return AIORateLimiter(
+        overall_max_rate=5, overall_time_period=0.2,
+        group_max_rate=2, group_time_period=2 / 0.3,
+        max_retries=3,
+    )
+
+
 class TelegramTransport:
     name = "telegram"
     capabilities = Capabilities(buttons=True, files=True, pin=True, max_length=MAX_LENGTH)
@@ -119,7 +131,7 @@ class TelegramTransport:
             .base_file_url(f"{root}/file/bot")
             .update_queue(HandOffQueue())
             .concurrent_updates(False)  # one update at a time keeps each chat in order
-            .rate_limiter(AIORateLimiter(max_retries=3))  # 30 msg/s, 20 msg/min per group
+            .rate_limiter(telegram_rate_limiter())
             .build()
         )
         commands = filters.UpdateType.MESSAGE & COMMAND_TEXT  # not edits, not channel posts

@@ -776,6 +776,10 @@ class FakeBotAPI:
             error = ApiError(status, description or HTTPStatus(status).phrase)
         self._faults[name].extend([error] * n)
 
+    def clear_faults(self) -> None:
+        """Drops every fault still waiting to be injected."""
+        self._faults.clear()
+
     # -- control API: what the bot did ----------------------------------------------------
 
     def sent(self, chat_id: int | None = None) -> list[SentMessage]:
