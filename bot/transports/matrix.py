@@ -1,0 +1,549 @@
+"""The Matrix transport, on matrix-nio 0.26 in the bot's own event loop.
+
+One bot account: it logs in with its password once and keeps the session (user, device,
+access token) in the database, joins every room it is invited to, answers in `m.notice`s,
+and turns a tap on one of its own reactions into the button's command.
+
+Nothing is lost, nothing is handled twice: the sync token lives in the database and moves
+only after every event of a sync was handled, each message reaches the dispatcher with
+`dedupe_key = "matrix:<event_id>"` (recorded with the command's effects), and a `limited`
+timeline is back-filled from `prev_batch` to the previous token before the timeline's own
+events. The very first start skips history: commands from before the bot existed stay
+unanswered. In a room just joined, only what came after the bot's own join counts.
+
+Files for a command (e.g. `/household import`): the file's caption, a command sent as a
+reply to the file, or the sender's next command in that room within 10 minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import json
+import logging
+import mimetypes
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiohttp
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    Event,
+    InviteMemberEvent,
+    LoginResponse,
+    MatrixRoom,
+    MegolmEvent,
+    MessageDirection,
+    ReactionEvent,
+    RoomMemberEvent,
+    RoomMessageFile,
+    RoomMessageText,
+    RoomPreset,
+    SyncResponse,
+)
+from sqlalchemy import select
+
+from bot.transports.base import (
+    Attachment,
+    CannotDeliver,
+    Capabilities,
+    Incoming,
+    Outgoing,
+    Sent,
+    split_text,
+)
+from storage import models
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.config import Config
+
+log = logging.getLogger(__name__)
+
+MAX_LENGTH = 30_000  # characters per m.notice, at most
+MAX_CONTENT_BYTES = 60_000  # homeservers refuse events over 64 KiB (body + HTML, UTF-8)
+SYNC_TIMEOUT_MS = 30_000
+TIMELINE_LIMIT = 20  # events per room and sync; more than this comes back `limited`
+BACKFILL_PAGE = 100
+MAX_BACKOFF = 60.0  # seconds between attempts while the homeserver is away
+ATTEMPTS = 4  # a request gives up after ~7 s of outage (a send is retried by the outbox)
+FILE_WINDOW_MS = 10 * 60 * 1000
+VARIATION_SELECTOR = "\ufe0f"  # clients add it to some emoji; "✋" and "✋️" are one button
+
+R = TypeVar("R")
+
+
+class Unavailable(Exception):
+    """The homeserver is unreachable or failing for now; the same request may work later."""
+
+
+class MatrixTransport:
+    name = "matrix"
+    capabilities = Capabilities(reactions=True, files=True, edit=True, pin=True, max_length=MAX_LENGTH)
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        # No retries inside nio: rate limits and outages are handled in `_call`, so a send
+        # can give up and leave the message to the outbox instead of blocking it.
+        self.client = AsyncClient(
+            config.matrix_homeserver,
+            config.matrix_user,
+            config=AsyncClientConfig(
+                max_limit_exceeded=0, max_timeouts=0, request_timeout=30,
+                encryption_enabled=False, store_sync_tokens=False,
+            ),
+        )
+        self.sync_filter = {
+            "room": {"timeline": {"limit": TIMELINE_LIMIT}},
+            "presence": {"not_types": ["*"]},
+        }
+        self.app: App | None = None
+        self._token: str | None = None
+        self._files: dict[tuple[str, str], RoomMessageFile] = {}  # (room, sender) → last file
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.Task | None = None
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    async def start(self, app: App) -> None:
+        self.app = app
+        await self._log_in()
+        self._token = await self._load(self._token_key)
+        localpart = self.client.user_id[1:].split(":")[0]
+        app.bot_usernames.update({localpart.lower(), self.client.user_id[1:].lower()})
+        self._stopping.clear()
+        self._loop = asyncio.create_task(self._run(), name="matrix-sync")
+
+    async def stop(self) -> None:
+        """Lets the sync being handled finish (its token is saved) and its answers go out."""
+        self._stopping.set()
+        if self._loop is not None:
+            await self._loop
+        await self.app.outbox.idle()
+        await self.client.close()
+
+    @property
+    def _session_key(self) -> str:
+        return f"matrix:session:{self.config.matrix_user}"
+
+    @property
+    def _token_key(self) -> str:
+        return f"matrix:next_batch:{self.client.user_id}"
+
+    def _direct_key(self, room_id: str) -> str:
+        return f"matrix:direct:{self.client.user_id}:{room_id}"
+
+    async def _log_in(self, *, fresh: bool = False) -> None:
+        """Restores the saved session; logs in with the password only the first time (or
+        when the homeserver has forgotten the session)."""
+        saved = None if fresh else await self._load(self._session_key)
+        if saved:
+            session = json.loads(saved)
+            if session["homeserver"] == self.config.matrix_homeserver:
+                self.client.restore_login(
+                    session["user_id"], session["device_id"], session["access_token"]
+                )
+                return
+        response = await self.client.login(self.config.matrix_password, device_name="gridbot")
+        if not isinstance(response, LoginResponse):
+            raise RuntimeError(f"Matrix login as {self.config.matrix_user} failed: {response}")
+        await self._save(self._session_key, json.dumps({
+            "homeserver": self.config.matrix_homeserver, "user_id": response.user_id,
+            "device_id": response.device_id, "access_token": response.access_token,
+        }))
+
+    # --- receiving ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        full_state = True  # the first sync of a run loads every room's members
+        backoff = 1.0
+        while not self._stopping.is_set():
+            try:
+                response = await self._until_stopped(self._sync(full_state))
+                if response is None:
+                    return
+                await self._handle_sync(response)
+                await self._save(self._token_key, response.next_batch)
+                self._token = response.next_batch
+                full_state = False
+                backoff = 1.0
+            except Exception as error:  # the loop must outlive any failure; the batch is redone
+                if isinstance(error, Unavailable | aiohttp.ClientError | TimeoutError):
+                    log.warning("matrix sync failed (%s); retrying in %.0f s", error, backoff)
+                else:
+                    log.exception("matrix sync failed; retrying in %.0f s", backoff)
+                await self._until_stopped(asyncio.sleep(backoff))
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _until_stopped(self, work: Awaitable[R]) -> R | None:
+        """Runs `work` unless stop() comes first (then cancels it and returns None)."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            return None
+        return task.result()
+
+    async def _sync(self, full_state: bool) -> SyncResponse:
+        response = await self.client.sync(
+            timeout=SYNC_TIMEOUT_MS, sync_filter=self.sync_filter, since=self._token,
+            full_state=full_state and self._token is not None or None,
+        )
+        if isinstance(response, SyncResponse):
+            return response
+        if response.status_code == "M_UNKNOWN_TOKEN":
+            log.warning("matrix session expired; logging in again")
+            await self._log_in(fresh=True)
+        if response.retry_after_ms:
+            await asyncio.sleep(response.retry_after_ms / 1000)
+        raise Unavailable(str(response))
+
+    async def _handle_sync(self, response: SyncResponse) -> None:
+        for room_id, info in response.rooms.invite.items():
+            await self._accept_invite(room_id, info.invite_state)
+        if self._token is None:
+            return  # the first start ever: history is not ours to answer
+        for room_id, room in response.rooms.join.items():
+            events = list(room.timeline.events)
+            if room.timeline.limited and room.timeline.prev_batch:
+                events = await self._gap(room_id, room.timeline.prev_batch) + events
+            for event in self._after_own_join(events):
+                await self._handle_event(room_id, event)
+
+    async def _gap(self, room_id: str, prev_batch: str) -> list[Event]:
+        """The events between the previous sync and a limited timeline, oldest first."""
+        events: list[Event] = []
+        start = prev_batch
+        while True:
+            try:
+                page = await self._call(
+                    self.client.room_messages, room_id, start=start, end=self._token,
+                    direction=MessageDirection.back, limit=BACKFILL_PAGE,
+                )
+            except CannotDeliver as refusal:  # asking again would not help
+                log.warning("matrix: cannot back-fill %s: %s", room_id, refusal)
+                break
+            events.extend(page.chunk)
+            if not page.chunk or not page.end or page.end == start:
+                break
+            start = page.end
+        events.reverse()
+        log.info("matrix: back-filled %d events in %s", len(events), room_id)
+        return events
+
+    def _after_own_join(self, events: list[Event]) -> list[Event]:
+        """In a room the bot has just joined, what was said before it came is not for it."""
+        for index in range(len(events) - 1, -1, -1):
+            event = events[index]
+            if (
+                isinstance(event, RoomMemberEvent) and event.state_key == self.client.user_id
+                and event.membership == "join" and event.prev_membership != "join"
+            ):
+                return events[index + 1:]
+        return events
+
+    async def _accept_invite(self, room_id: str, invite_state: list[Event]) -> None:
+        invite = next(
+            (e for e in invite_state if isinstance(e, InviteMemberEvent)
+             and e.state_key == self.client.user_id and e.membership == "invite"),
+            None,
+        )
+        try:
+            await self._call(self.client.join, room_id)
+        except CannotDeliver as refusal:  # the invite was withdrawn or the room is gone
+            log.warning("matrix: cannot join %s: %s", room_id, refusal)
+            return
+        if invite is not None and invite.content.get("is_direct"):
+            await self._save(self._direct_key(room_id), invite.sender)
+        log.info("matrix: joined %s", room_id)
+
+    async def _handle_event(self, room_id: str, event: Event) -> None:
+        if event.sender == self.client.user_id:
+            return
+        if isinstance(event, MegolmEvent):
+            log.warning("matrix: cannot read %s in the encrypted room %s", event.event_id, room_id)
+        elif isinstance(event, ReactionEvent):
+            await self._handle_reaction(room_id, event)
+        elif isinstance(event, RoomMessageFile):
+            if event.source["content"].get("filename") in (None, event.body):
+                self._files[(room_id, event.sender)] = event  # for the sender's next command
+            else:  # the body is a caption, maybe the command itself
+                await self._dispatch(room_id, event, event.body, (await self._download(event),))
+        elif isinstance(event, RoomMessageText):
+            relates = event.source["content"].get("m.relates_to") or {}
+            if relates.get("rel_type") == "m.replace":
+                return  # an edit: the original was handled already
+            reply_to = (relates.get("m.in_reply_to") or {}).get("event_id")
+            text = _without_reply_fallback(event.body) if reply_to else event.body
+            attachments = ()
+            if text.lstrip().startswith(("/", "／")):
+                attachments = await self._attachments_for(room_id, event, reply_to)
+            await self._dispatch(room_id, event, text, attachments, reply_to=reply_to)
+
+    async def _attachments_for(
+        self, room_id: str, command: Event, reply_to: str | None
+    ) -> tuple[Attachment, ...]:
+        """The file a command refers to: the one it replies to, or the sender's last file in
+        this room if it came within FILE_WINDOW_MS before."""
+        recent = self._files.pop((room_id, command.sender), None)
+        if reply_to:
+            try:
+                replied = await self._call(self.client.room_get_event, room_id, reply_to)
+            except CannotDeliver:
+                replied = None
+            if replied is not None and isinstance(replied.event, RoomMessageFile):
+                return (await self._download(replied.event),)
+        if recent is not None and command.server_timestamp - recent.server_timestamp <= FILE_WINDOW_MS:
+            return (await self._download(recent),)
+        return ()
+
+    async def _download(self, event: RoomMessageFile) -> Attachment:
+        name = event.source["content"].get("filename") or event.body
+        try:
+            response = await self._call(self.client.download, mxc=event.url)
+        except CannotDeliver as refusal:  # the media is gone: the command says what is missing
+            log.warning("matrix: cannot download %s: %s", event.url, refusal)
+            return Attachment(name=name, data=b"")
+        return Attachment(name=name, data=response.body)
+
+    async def _handle_reaction(self, room_id: str, event: ReactionEvent) -> None:
+        """A tap on one of the bot's reactions runs that button's command for the tapper."""
+        async with self.app.db.transaction() as db:
+            posted = await db.scalar(select(models.PostedMessage).where(
+                models.PostedMessage.transport == self.name,
+                models.PostedMessage.chat == room_id,
+                models.PostedMessage.message == event.reacts_to,
+            ))
+        key = event.key.replace(VARIATION_SELECTOR, "")
+        for button in posted.buttons if posted else ():
+            if _reaction_key(button).replace(VARIATION_SELECTOR, "") == key:
+                await self._dispatch(room_id, event, button["command"], (), reply_to=event.reacts_to)
+                return
+
+    async def _dispatch(
+        self, room_id: str, event: Event, text: str, attachments: tuple[Attachment, ...],
+        reply_to: str | None = None,
+    ) -> None:
+        room = self.client.rooms.get(room_id)
+        sender = event.sender
+        await self.app.handle(Incoming(
+            transport=self.name, chat=room_id, sender=sender, text=text,
+            is_direct=await self._is_direct_with(room_id, sender),
+            sender_name=(room.user_name(sender) if room else None) or _localpart(sender),
+            sender_username=_localpart(sender),
+            chat_title=room.display_name if room else "",
+            attachments=attachments, message_id=event.event_id, reply_to=reply_to,
+            dedupe_key=f"matrix:{event.event_id}",
+        ), wait_for_delivery=False)  # answers wait out rate limits while reading goes on
+
+    # --- direct rooms -------------------------------------------------------------------
+
+    async def _is_direct_with(self, room_id: str, user: str) -> bool:
+        """A direct room was made by or for a DM with `user`, and holds only the bot and them."""
+        members = await self._members(room_id)
+        if members is None or user not in members or members - {user, self.client.user_id}:
+            return False
+        return await self._load(self._direct_key(room_id)) == user
+
+    async def _members(self, room_id: str) -> set[str] | None:
+        """Who is in the room (joined or invited); None if the bot cannot tell."""
+        room: MatrixRoom | None = self.client.rooms.get(room_id)
+        if room is not None:
+            return set(room.users)
+        try:  # a room the bot made since the last sync
+            state = await self._call(self.client.room_get_state, room_id)
+        except CannotDeliver:
+            return None
+        return {
+            e["state_key"] for e in state.events
+            if e.get("type") == "m.room.member" and e["content"].get("membership") in ("join", "invite")
+        }
+
+    async def _direct_room(self, user: str, dm_chat: str | None) -> str:
+        """The direct room with `user`: the known one if it still is one, else a new one."""
+        async with self.app.db.transaction() as db:
+            known = (await db.scalars(select(models.KeyValue.key).where(
+                models.KeyValue.key.startswith(self._direct_key(""), autoescape=True),
+                models.KeyValue.value == user,
+            ))).all()
+        candidates = [dm_chat] if dm_chat else []
+        candidates += [key.removeprefix(self._direct_key("")) for key in known]
+        for room_id in dict.fromkeys(candidates):
+            if await self._is_direct_with(room_id, user):
+                return room_id
+        # Homeservers accept invites for users who do not exist; the profile tells.
+        profile = await self.client.get_profile(user)
+        if isinstance(profile, ErrorResponse) and _status(profile) == 404:
+            raise CannotDeliver(f"no Matrix user {user}")
+        created = await self._call(
+            self.client.room_create, is_direct=True, invite=[user],
+            preset=RoomPreset.trusted_private_chat,
+        )
+        await self._save(self._direct_key(created.room_id), user)
+        log.info("matrix: opened a direct room with %s", user)
+        return created.room_id
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def send(self, chat: str, message: Outgoing) -> Sent:
+        ids: list[str] = []
+        for index, part in enumerate(_parts(message.text)):
+            content = _notice(part)
+            if index == 0 and message.reply_to:
+                content["m.relates_to"] = await self._reply_relation(chat, message.reply_to)
+            ids.append(await self._send_event(chat, "m.room.message", content, message.key, index))
+        if message.file_name:
+            ids.append(await self._send_file(chat, message))
+        if message.buttons and ids:
+            # The bot reacts first, so people just tap.
+            for index, button in enumerate(message.buttons):
+                relation = {"rel_type": "m.annotation", "event_id": ids[-1], "key": _reaction_key(button)}
+                await self._send_event(chat, "m.reaction", {"m.relates_to": relation},
+                                       message.key, f"react{index}")
+        if message.pin and ids:
+            await self._pin(chat, ids[0])
+        return Sent(chat=chat, message_ids=ids)
+
+    async def send_direct(self, user: str, dm_chat: str | None, message: Outgoing) -> Sent:
+        return await self.send(await self._direct_room(user, dm_chat), message)
+
+    async def _reply_relation(self, chat: str, event_id: str) -> dict[str, Any]:
+        """A reply to the event; in its thread if it was said in one."""
+        relation: dict[str, Any] = {"m.in_reply_to": {"event_id": event_id}}
+        try:
+            replied = await self._call(self.client.room_get_event, chat, event_id)
+        except CannotDeliver:  # gone: a plain reply still reads right
+            return relation
+        thread = replied.event.source["content"].get("m.relates_to") or {}
+        if thread.get("rel_type") == "m.thread":
+            relation.update(rel_type="m.thread", event_id=thread["event_id"], is_falling_back=False)
+        return relation
+
+    async def _send_event(
+        self, chat: str, event_type: str, content: dict[str, Any], key: str, part: int | str
+    ) -> str:
+        # The same transaction id on a retry makes the homeserver return the first event.
+        tx_id = f"{key}-{part}" if key else None
+        response = await self._call(self.client.room_send, chat, event_type, content, tx_id=tx_id)
+        return response.event_id
+
+    async def _send_file(self, chat: str, message: Outgoing) -> str:
+        data = message.file_data or b""
+        mimetype = mimetypes.guess_type(message.file_name)[0] or "application/octet-stream"
+
+        async def upload():
+            response, _keys = await self.client.upload(
+                io.BytesIO(data), content_type=mimetype, filename=message.file_name,
+                filesize=len(data),
+            )
+            return response
+
+        uploaded = await self._call(upload)
+        content = {
+            "msgtype": "m.file", "body": message.file_name, "filename": message.file_name,
+            "url": uploaded.content_uri, "info": {"size": len(data), "mimetype": mimetype},
+        }
+        return await self._send_event(chat, "m.room.message", content, message.key, "file")
+
+    async def _pin(self, chat: str, event_id: str) -> None:
+        """Best effort: the bot may lack the power to pin; the message is out either way."""
+        try:
+            current = await self._call(self.client.room_get_state_event, chat, "m.room.pinned_events")
+            pinned = list(current.content.get("pinned", []))
+        except CannotDeliver:  # nothing pinned yet
+            pinned = []
+        if event_id in pinned:
+            return
+        try:
+            await self._call(self.client.room_put_state, chat, "m.room.pinned_events",
+                             {"pinned": [*pinned, event_id]})
+        except CannotDeliver as refusal:
+            log.warning("matrix: cannot pin in %s: %s", chat, refusal)
+
+    # --- the homeserver -------------------------------------------------------------------
+
+    async def _call(self, request: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+        """One request: waits out rate limits (M_LIMIT_EXCEEDED, retry_after_ms) as often as
+        they come, retries a brief outage a few times, then raises Unavailable. A refusal
+        (a 4xx answer such as M_FORBIDDEN) raises CannotDeliver."""
+        failures = 0
+        delay = 1.0
+        while True:
+            try:
+                response = await request(*args, **kwargs)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                problem: object = error
+            else:
+                if not isinstance(response, ErrorResponse):
+                    return response
+                status = _status(response)
+                if status == 429 or response.status_code == "M_LIMIT_EXCEEDED":
+                    wait_ms = response.retry_after_ms or 1000
+                    log.info("matrix: rate limited; waiting %d ms", wait_ms)
+                    await asyncio.sleep(wait_ms / 1000)
+                    continue
+                if status is not None and 400 <= status < 500 and status not in (401, 408):
+                    raise CannotDeliver(str(response))
+                problem = response
+            failures += 1
+            if failures >= ATTEMPTS:
+                raise Unavailable(str(problem))
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    # --- state in the database ------------------------------------------------------------
+
+    async def _load(self, key: str) -> str | None:
+        async with self.app.db.transaction() as db:
+            row = await db.get(models.KeyValue, key)
+            return row.value if row else None
+
+    async def _save(self, key: str, value: str) -> None:
+        async with self.app.db.transaction() as db:
+            await db.merge(models.KeyValue(key=key, value=value))
+
+
+def _parts(text: str) -> list[str]:
+    """The text in as few notices as fit: Chinese takes three bytes a character, twice."""
+    limit = MAX_LENGTH
+    while True:
+        parts = split_text(text, limit) if text else []
+        if all(len(json.dumps(_notice(p), ensure_ascii=False).encode()) <= MAX_CONTENT_BYTES
+               for p in parts):
+            return parts
+        limit //= 2
+
+
+def _status(response: ErrorResponse) -> int | None:
+    """The HTTP status, if the homeserver answered at all."""
+    return response.transport_response.status if response.transport_response else None
+
+
+def _notice(text: str) -> dict[str, Any]:
+    return {
+        "msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html",
+        "formatted_body": html.escape(text).replace("\n", "<br>"),
+    }
+
+
+def _reaction_key(button: dict[str, str]) -> str:
+    return button.get("emoji") or button["label"]
+
+
+def _localpart(user_id: str) -> str:
+    return user_id[1:].split(":")[0]
+
+
+def _without_reply_fallback(body: str) -> str:
+    """A reply's body may start with the quoted message (`> <@a:b> text`) and a blank line."""
+    lines = body.split("\n")
+    if not lines[0].startswith(">"):
+        return body
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    return "\n".join(lines).lstrip("\n")
