@@ -43,7 +43,7 @@ async def join(
     membership.joined = True
     ctx.reply(
         "members/joined", person=ctx.person.label, grid=grid, membership=membership,
-        can_dm=ctx.person.dm_chat is not None,
+        can_dm=ctx.person.dm_chat is not None, transport=ctx.message.transport,
     )
 
 

@@ -271,7 +271,8 @@ async def test_direct_message_that_cannot_be_delivered_is_reported_in_the_group(
         db.add(ghost)
     await _queue(bot, person_id=ghost.id, text="体温 38.5", origin_chat=g1)
     await eventually(lambda: admin.notices(g1, bot.user_id)[-1:] == [
-        "@nobody-here：我无法私信你。请先点开与我的私聊并发送 /start，之后提醒和详情会私信给你。"
+        "@nobody-here：我无法私信你。请接受我发给你的私聊邀请（或直接邀请我进入与你的私聊），"
+        "之后提醒和详情会私信给你。"
     ], "the notice in the group")
     assert not any("38.5" in n for n in admin.notices(g1, bot.user_id))
 
@@ -376,6 +377,9 @@ async def test_errand_claimed_with_one_tap_and_the_poster_told_directly(bot, peo
 
     posted = (await bob.ask(g1, bot.user_id, "/errand 买牛奶"))[0]
     assert posted.startswith("新代办 E1：买牛奶")
+    await eventually(lambda: any(
+        e["content"].get("body") == posted for e in alice.events[g1]
+    ), "alice sees the errand")
     post = next(e for e in alice.events[g1] if e["content"].get("body") == posted)
     await eventually(lambda: any(
         e["type"] == "m.reaction" and e["content"]["m.relates_to"]["event_id"] == post["event_id"]
