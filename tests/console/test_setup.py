@@ -224,3 +224,20 @@ async def test_every_write_is_audited(community):
     assert commands[:3] == ["community", "grid add", "grid add"]
     households = next(e for e in entries if e.command == "household add")
     assert sum(1 for c in households.changes if c["table"] == "households" and c["op"] == "insert") == 24
+
+
+async def test_refusals_name_the_role_needed(community, tmp_path):
+    register = tmp_path / "r.csv"
+    register.write_text("household\n11-1-101\n", encoding="utf-8")
+    for who, line, role in [
+        ("stranger", "/grid list", "网格员"),
+        ("wang", "/household import", "网格长"),
+        ("wang", "/role @li member", "网格长"),
+        ("li", "/grid add g9 九网格", "社区书记"),
+    ]:
+        if line == "/household import":
+            await community.say(f":attach {register}")
+        out = await community.say(f":as {who}", ":in g1chat", line)
+        assert f"需要「{role}」或以上角色" in out.text("g1chat"), line
+    assert await count(community, models.Household, models.Household.code == "11-1-101") == 0
+    assert await count(community, models.Grid) == 2
