@@ -4,6 +4,7 @@ and transports, and runs scheduled jobs."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import socket
@@ -20,6 +21,7 @@ from bot.people import People
 from bot.registry import REGISTRY
 from bot.scheduler import Scheduler
 from bot.transports.base import Incoming, Transport
+from storage import models
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -80,13 +82,20 @@ class App:
         await self.dispatcher.handle(message, wait_for_delivery=wait_for_delivery)
 
     async def run_job(self, function: Callable[[JobContext], Awaitable[None]]) -> None:
-        """Runs one job in its own transaction; its messages are delivered after commit."""
+        """Runs one job in its own transaction; what it writes goes to the audit log like a
+        command's, and its messages are delivered after commit."""
+        name = _job_name(function)
         try:
             async with self.db.transaction() as db:
+                db.info["audit"] = changes = []
                 jc = JobContext(app=self, db=db, now=self.clock.now())
                 await function(jc)
+                await db.flush()
+                del db.info["audit"]
+                if changes:
+                    db.add(models.AuditEntry(at=jc.now, command=f"job:{name}", changes=changes))
         except Exception:
-            log.exception("job %s failed", getattr(function, "__name__", function))
+            log.exception("job %s failed", name)
             return
         for event, values in jc.events:
             await self.emit(event, **values)
@@ -110,3 +119,9 @@ class App:
 def _instance_id(config: Config) -> str:
     where = f"{socket.gethostname()}:{config.data_dir.resolve()}"
     return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+def _job_name(function) -> str:
+    while isinstance(function, functools.partial):
+        function = function.func
+    return getattr(function, "__name__", repr(function))

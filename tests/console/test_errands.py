@@ -283,3 +283,18 @@ async def test_digest_section_lists_unfinished_errands_with_age_owner_and_overdu
     _, text = await render_digest(community, "g1", lang="en")
     assert text.startswith("Errands: 2 not done, 1 overdue; 1 done in this period")
     assert "E2 claimed by @wang · 买米" in text
+
+
+async def test_an_automatic_release_is_in_the_audit_log(community):
+    from sqlalchemy import select
+
+    from storage import models
+
+    await community.say(":as li", ":in g1chat", "/errand 买菜", ":as wang", "/claim E1", ":wait 7h")
+    async with community.app.db.transaction() as db:
+        entries = (await db.scalars(
+            select(models.AuditEntry).where(models.AuditEntry.command.like("job:%"))
+        )).all()
+    released = [c for e in entries for c in e.changes
+                if c["table"] == "errands" and (c["after"] or {}).get("state") == "open"]
+    assert len(released) == 1 and released[0]["before"]["state"] == "claimed"
