@@ -86,11 +86,16 @@ class Dispatcher:
         """Who is speaking, in which chat, community and grid, with which role."""
         now = self.app.clock.now()
         person = await self.app.people.from_message(db, msg, now)
-        chat = await db.scalar(
-            select(models.Chat).where(
-                models.Chat.transport == msg.transport, models.Chat.external_id == msg.chat
+        # The chat with its community and grid in one query: this runs for every message.
+        found = (
+            await db.execute(
+                select(models.Chat, models.Community, models.Grid)
+                .outerjoin(models.Community, models.Community.id == models.Chat.community_id)
+                .outerjoin(models.Grid, models.Grid.id == models.Chat.grid_id)
+                .where(models.Chat.transport == msg.transport, models.Chat.external_id == msg.chat)
             )
-        )
+        ).first()
+        chat, community, grid = found if found is not None else (None, None, None)
         if chat is None:
             chat = models.Chat(
                 transport=msg.transport, external_id=msg.chat, is_direct=msg.is_direct,
@@ -100,11 +105,7 @@ class Dispatcher:
             await db.flush()
         elif chat.is_direct != msg.is_direct:
             chat.is_direct = msg.is_direct  # e.g. a Matrix direct room someone else joined
-        community = grid = None
-        if chat.community_id is not None:
-            community = await db.get(models.Community, chat.community_id)
-            grid = await db.get(models.Grid, chat.grid_id) if chat.grid_id else None
-        else:
+        if community is None:
             # In a direct chat (or a group not yet linked), act in the community the person
             # last joined; in a direct chat, in that grid too.
             membership = await db.scalar(
