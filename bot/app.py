@@ -11,6 +11,8 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 
+from sqlalchemy.exc import IntegrityError
+
 from bot.clock import Clock
 from bot.config import Config
 from bot.context import JobContext
@@ -27,6 +29,8 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 OUTBOX_RETRY = timedelta(minutes=1)
+# Longer than the gap between two runs of the sweeps, so the holder keeps it while alive.
+JOBS_LEASE = timedelta(minutes=10)
 
 
 class App:
@@ -85,6 +89,8 @@ class App:
         """Runs one job in its own transaction; what it writes goes to the audit log like a
         command's, and its messages are delivered after commit."""
         name = _job_name(function)
+        if not await self._lead_jobs():
+            return  # another instance on this database runs the jobs
         try:
             async with self.db.transaction() as db:
                 db.info["audit"] = changes = []
@@ -100,6 +106,25 @@ class App:
         for event, values in jc.events:
             await self.emit(event, **values)
         await self.outbox.deliver(jc.queued)
+
+    async def _lead_jobs(self) -> bool:
+        """Takes or renews the lease on running jobs. Several instances on one database each
+        keep a scheduler, but only the lease holder acts, so no reminder goes out twice;
+        when it stops renewing (it died), another takes over once the lease runs out."""
+        now = self.clock.now()
+        try:
+            async with self.db.transaction() as db:
+                lease = await db.get(models.Lease, "jobs", with_for_update=True)
+                if lease is None:
+                    lease = models.Lease(name="jobs", owner=self.instance_id, until=now)
+                    db.add(lease)
+                elif lease.owner != self.instance_id and lease.until > now:
+                    return False
+                lease.owner = self.instance_id
+                lease.until = now + JOBS_LEASE
+        except IntegrityError:
+            return False  # another instance created the lease at the same moment
+        return True
 
     def _job_runner(self, function):
         async def run() -> None:

@@ -435,9 +435,7 @@ class Signature:
         index = 0
         for param in self.positional:
             if param.rest:
-                rest = " ".join(w for w, _, _ in words[index:]) if index < len(words) else ""
-                if index < len(words):
-                    rest = _slice_rest(text, words[index:])
+                rest = _slice_rest(text, words[index:])
                 if not rest and param.required:
                     raise ArgError("missing", name=param.usage())
                 values[param.name] = rest or param.default

@@ -30,6 +30,7 @@ class Scheduler:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         )
+        self._daily: dict[str, tuple[time, str]] = {}
 
     def start(self) -> None:
         self._aps.start(paused=self.clock.manual)
@@ -43,6 +44,11 @@ class Scheduler:
         self._add(job_id, IntervalTrigger(seconds=interval.total_seconds(), start_date=start), function)
 
     def daily(self, job_id: str, at: time, tz: str, function: JobFunction) -> None:
+        """Runs `function` every day at `at` in time zone `tz`; scheduling the same again is a
+        no-op, so callers may re-sync schedules from the database as often as they like."""
+        if self._daily.get(job_id) == (at, tz) and self._aps.get_job(job_id):
+            return
+        self._daily[job_id] = (at, tz)
         self._add(job_id, CronTrigger(hour=at.hour, minute=at.minute, timezone=tz), function)
 
     def once(self, job_id: str, when: datetime, function: JobFunction) -> None:

@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot.api import REGISTRY, Actions, Context, JobContext, Role, Where, command, on
+from bot.api import REGISTRY, Actions, Context, JobContext, Role, Where, command, job, on
 from bot.registry import DigestSection
 from storage import models
 
@@ -223,6 +223,14 @@ def schedule(app: App, community: models.Community) -> None:
         f"digest:{community.id}", _digest_time(community), community.tz,
         partial(app.run_job, partial(send_due, community_id=community.id)),
     )
+
+
+@job(every=timedelta(minutes=5))
+async def sync_schedules(jc: JobContext) -> None:
+    """Follows digest times changed through another bot instance on the same database (the
+    `community_changed` hook only reaches the instance where /set ran)."""
+    for community in (await jc.db.scalars(select(models.Community))).all():
+        schedule(jc.app, community)
 
 
 @on("startup")

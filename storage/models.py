@@ -503,6 +503,16 @@ class PostedMessage(Base):
     buttons: Mapped[list[Any]] = mapped_column(default=list)
 
 
+class Lease(Base):
+    """Who runs the scheduled jobs when several bot instances share the database, until when."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(32))
+    until: Mapped[datetime]
+
+
 class KeyValue(Base):
     """Small pieces of transport state (e.g. the Matrix sync token), saved after handling."""
 

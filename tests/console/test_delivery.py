@@ -125,3 +125,24 @@ async def test_a_second_instance_takes_over_pending_replies_only_when_the_lease_
     await other.scheduler.advance_to(bot.app.clock.now() + timedelta(minutes=5))
     assert len(transport.sent) == 1
     await other.stop()
+
+
+async def test_only_the_instance_holding_the_lease_runs_jobs_and_another_takes_over(bot):
+    from bot.app import JOBS_LEASE, App
+
+    other = App(bot.config, clock=bot.app.clock, instance_id="instance-b")
+    await other.start([])
+    runs: list[str] = []
+
+    async def job(jc) -> None:
+        runs.append(jc.app.instance_id)
+
+    await bot.app.run_job(job)
+    await other.run_job(job)
+    await bot.app.run_job(job)
+    assert runs == [bot.app.instance_id, bot.app.instance_id]
+    bot.app.clock.advance(JOBS_LEASE + timedelta(seconds=1))  # the first instance went quiet
+    await other.run_job(job)
+    await bot.app.run_job(job)
+    assert runs[2:] == ["instance-b"]
+    await other.stop()

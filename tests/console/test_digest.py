@@ -391,3 +391,21 @@ async def test_errands_section(evening):
     assert "E3" not in g1  # done
     assert "E1" not in g2
     assert "E1" in hq and "E2" in hq
+
+
+async def test_a_digest_time_changed_through_another_instance_is_followed(community):
+    """Two bot instances on one database: /set digest on the one that does not run the jobs
+    still moves the digest of the one that does."""
+    from bot.app import App
+    from bot.transports.base import Incoming
+    from tests.console.test_delivery import RecordingTransport
+
+    other = App(community.config, clock=community.app.clock, instance_id="instance-b")
+    await other.start([RecordingTransport(name="console")])
+    await other.handle(Incoming(transport="console", chat="hq", sender="admin",
+                                sender_username="admin", text="/set digest 19:30"))
+    await other.stop()
+    out = await community.say(":clock 2026-02-10T19:31")
+    assert out.chats()[:1] == ["hq"] and "汇总" in out.texts("hq")[0]
+    out = await community.say(":clock 2026-02-10T20:05")
+    assert "hq" not in out.chats()

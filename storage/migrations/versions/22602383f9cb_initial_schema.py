@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 30b3ab35fe70
+Revision ID: 22602383f9cb
 Revises: 
-Create Date: 2026-11-29 21:35:37.466030
+Create Date: 2026-11-29 22:14:42.165227
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import storage.types
 
 
-revision = '30b3ab35fe70'
+revision = '22602383f9cb'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -38,6 +38,12 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=255), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_key_values'))
+    )
+    op.create_table('leases',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('owner', sa.String(length=32), nullable=False),
+    sa.Column('until', storage.types.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_leases'))
     )
     op.create_table('people',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -544,6 +550,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_people_username'))
 
     op.drop_table('people')
+    op.drop_table('leases')
     op.drop_table('key_values')
     op.drop_table('communities')
     # ### end Alembic commands ###
