@@ -95,13 +95,14 @@ class Actions:
         ref: str | None = None,
         pin: bool = False,
         file: tuple[str, bytes] | None = None,
+        reply_to: str | None = None,
         **values: Any,
     ) -> models.OutboxMessage:
         """Queues a message to a chat, rendered for that chat's audience."""
         text = self.render(template, private=self.may_show_private(chat), **values)
         return self._queue(
             transport=chat.transport, chat=chat.external_id, text=text, buttons=buttons or [],
-            ref=ref, pin=pin, file=file,
+            ref=ref, pin=pin, file=file, reply_to=reply_to,
         )
 
     def tell(
@@ -151,7 +152,10 @@ class Context(Actions):
     extra_changes: list[dict[str, Any]] = field(default_factory=list)
 
     def reply(self, template: str, /, **values: Any) -> models.OutboxMessage:
-        return self.post(self.chat, template, **values)
+        """Answers in this chat; in a group, as a reply to the command, so that in a busy
+        chat it is clear which command an answer belongs to."""
+        reply_to = None if self.chat.is_direct else self.message.message_id
+        return self.post(self.chat, template, reply_to=reply_to, **values)
 
     def fail(self, template: str, /, **values: Any) -> Reject:
         """`raise ctx.fail(...)`: a clear refusal; nothing the command wrote is kept."""

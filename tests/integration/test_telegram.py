@@ -8,6 +8,7 @@ after the bot has handled it and sent its replies, so `handled()` is the moment 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -225,6 +226,9 @@ async def test_addressed_commands_aliases_and_other_bots(tmp_path: Path) -> None
         async with running(config_for(api, tmp_path)):
             [mine] = await say(api, WANG, G1, "/help@GridBot_Test_Bot")
             assert mine["chat_id"] == G1 and "/start" in mine["text"]
+            # In a group the answer is a reply to the command it answers.
+            command_id = json.loads(api.calls("sendMessage")[-1].params["reply_parameters"])
+            assert command_id["message_id"] > 0
             assert await say(api, WANG, G1, "/help@otherbot") == []
             assert await say(api, WANG, G1, "just chatting, not a command") == []
             [alias] = await say(api, WANG, G1, "/帮助")
