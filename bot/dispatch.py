@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 4000
+CONFIRM_WORDS = {"confirm", "确认"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 _COMMAND = re.compile(r"[/／](\S+?)(?:@(\S+))?(?:\s+(.*))?", re.DOTALL)
 
@@ -138,6 +139,12 @@ class Dispatcher:
         self._check_where(ctx, cmd)
         if cmd.role_grid is None:
             self._check_role(ctx, cmd.role)
+        if cmd.confirm:
+            words = argtext.split()
+            if not words or words[-1].lower() not in CONFIRM_WORDS:
+                self._ask_to_confirm(ctx, cmd, argtext)
+                return
+            argtext = argtext.strip()[: -len(words[-1])]
         values = await cmd.signature.parse(ctx, argtext)
         if cmd.role_grid is not None:
             grid = values[cmd.role_grid]
@@ -158,6 +165,14 @@ class Dispatcher:
                 person_id=ctx.person.id, chat_id=ctx.chat.id, command=cmd.name,
                 text=ctx.message.text[:1000], refs=ctx.refs, changes=changes,
             ))
+
+    def _ask_to_confirm(self, ctx: Context, cmd: Command, argtext: str) -> None:
+        """Asks before a command that cannot easily be taken back; pressing the button (or
+        typing the command again with `confirm`) runs it."""
+        again = f"/{cmd.name} {argtext.strip()} confirm".replace("  ", " ")
+        label = ctx.render("core/confirm_button", private=False)
+        ctx.reply("core/confirm", command=again,
+                  buttons=[{"label": label, "command": again, "emoji": "✅"}])
 
     def allows(self, ctx: Context, cmd: Command) -> bool:
         """Whether the caller may use `cmd` in this chat, as the filter would decide."""

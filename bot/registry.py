@@ -26,6 +26,7 @@ class Command:
     signature: Signature
     role_grid: str | None = None
     default: bool = False
+    confirm: bool = False
 
     @property
     def name(self) -> str:
@@ -105,10 +106,12 @@ def command(
     aliases: tuple[str, ...] = (),
     default: bool = False,
     role_grid: str | None = None,
+    confirm: bool = False,
 ):
     """Declares a command. `name` may hold a sub-command (`"grid add"`); `default` marks the
     sub-command run when none is named; `role_grid` names the argument whose grid the role
-    is checked against (for commands that act on a grid other than this chat's)."""
+    is checked against (for commands that act on a grid other than this chat's); `confirm`
+    asks before running a command that cannot easily be taken back."""
 
     group, _, sub = name.partition(" ")
 
@@ -124,6 +127,7 @@ def command(
                 signature=signature_of(function),
                 role_grid=role_grid,
                 default=default,
+                confirm=confirm,
             )
         )
         return function

@@ -210,7 +210,7 @@ async def screen(
     )
 
 
-@command("round new", role=Role.LEADER, where=Where.GRID, aliases=("轮次",))
+@command("round new", role=Role.LEADER, where=Where.GRID, aliases=("轮次",), confirm=True)
 async def round_new(ctx: Context) -> None:
     """Start a new screening round for this grid; coverage counts again from zero."""
     grid = ctx.require_grid()

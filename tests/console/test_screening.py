@@ -29,6 +29,10 @@ async def test_coverage_rises_as_households_are_screened_and_resets_with_a_new_r
     assert "正常 1，外出不在家 1" in out.text()
 
     out = await bot.say(":as lead", "/round new")
+    assert "不易撤回" in out.text() and "[确定: /round new confirm]" in out.text()
+    out = await bot.say("/coverage")
+    assert "第 1 轮排查：2/24 户（8%）" in out.text()  # nothing changed before confirming
+    out = await bot.say("/round new confirm")
     assert "第 1 轮排查结束：已排查 2/24 户" in out.text()
     assert "第 2 轮" in out.text()
     out = await bot.say("/coverage")
@@ -174,7 +178,7 @@ async def test_replies_in_english(community):
     assert "building 3: 1/24" in out.text()
     assert "Visitors in this grid today: 1" in out.text()
     assert "Vehicles in this grid today: 1" in out.text()
-    out = await bot.say(":as lead", "/round new", "/digest")
+    out = await bot.say(":as lead", "/round new confirm", "/digest")
     assert "round 1 closed: 1/24" in out.text()
     assert "Screening (round 2): 0/24" in out.text()
     assert "38.4" not in group_output(bot)
