@@ -1,3 +1,13 @@
 """One module per domain; importing this package declares every command, job and hook."""
 
-from commands import digest, errands, help, keypersons, members, publicity, screening, setup  # noqa: F401
+from commands import (  # noqa: F401
+    digest,
+    errands,
+    help,
+    history,
+    keypersons,
+    members,
+    publicity,
+    screening,
+    setup,
+)
