@@ -68,10 +68,8 @@ class Dispatcher:
 
     async def _run(self, msg: Incoming, name: str, args: str) -> Context | None:
         async with self.app.db.transaction() as db:
-            if msg.dedupe_key:
-                if await db.get(models.ProcessedMessage, msg.dedupe_key) is not None:
-                    return None  # a redelivered message: handled already
-                db.add(models.ProcessedMessage(key=msg.dedupe_key, at=self.app.clock.now()))
+            if not await self._first_delivery(db, msg):
+                return None  # a redelivered message: handled already
             ctx = await self.context(db, msg)
             kept = len(ctx.queued)
             try:
@@ -82,6 +80,16 @@ class Dispatcher:
                 ctx.events.clear()
                 self._explain(ctx, name, args, problem)
             return ctx
+
+    async def _first_delivery(self, db, msg: Incoming) -> bool:
+        """Records a redeliverable message as handled, in the caller's transaction; False if
+        it was handled before."""
+        if not msg.dedupe_key:
+            return True
+        if await db.get(models.ProcessedMessage, msg.dedupe_key) is not None:
+            return False
+        db.add(models.ProcessedMessage(key=msg.dedupe_key, at=self.app.clock.now()))
+        return True
 
     async def context(self, db, msg: Incoming) -> Context:
         """Who is speaking, in which chat, community and grid, with which role."""
@@ -233,10 +241,8 @@ class Dispatcher:
         """After an unexpected error: apologise once, and never handle the message again."""
         try:
             async with self.app.db.transaction() as db:
-                if msg.dedupe_key:
-                    if await db.get(models.ProcessedMessage, msg.dedupe_key) is not None:
-                        return None
-                    db.add(models.ProcessedMessage(key=msg.dedupe_key, at=self.app.clock.now()))
+                if not await self._first_delivery(db, msg):
+                    return None
                 ctx = await self.context(db, msg)
                 ctx.reply("core/internal_error")
                 return ctx

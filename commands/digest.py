@@ -54,6 +54,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.api import REGISTRY, Actions, Context, JobContext, Role, Where, command, job, on
 from bot.registry import DigestSection
 from storage import models
+from storage.queries import community_grid_chats
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -115,14 +116,7 @@ async def send_due(jc: JobContext, community_id: int) -> None:
     hq = await jc.db.get(models.Chat, community.hq_chat_id) if community.hq_chat_id else None
     if hq is not None:
         _post(jc, hq, parts, scope=None, **header)
-    chats = (
-        await jc.db.scalars(
-            select(models.Chat)
-            .where(models.Chat.community_id == community.id, models.Chat.grid_id.is_not(None))
-            .order_by(models.Chat.id)
-        )
-    ).all()
-    for chat in chats:
+    for chat, _ in await community_grid_chats(jc.db, community.id):
         part = next((p for p in parts if p.grid.id == chat.grid_id), None)
         if part is not None:
             _post(jc, chat, [part], scope=part.grid, **header)

@@ -109,3 +109,16 @@ async def grid_chats(db: AsyncSession, grid_id: int) -> list[models.Chat]:
     """The chats linked to a grid (one per transport, usually just one), oldest first."""
     query = select(models.Chat).where(models.Chat.grid_id == grid_id).order_by(models.Chat.id)
     return list((await db.scalars(query)).all())
+
+
+async def community_grid_chats(
+    db: AsyncSession, community_id: int
+) -> list[tuple[models.Chat, models.Grid]]:
+    """Every chat linked to a grid of the community, with its grid, in grid-code order."""
+    rows = await db.execute(
+        select(models.Chat, models.Grid)
+        .join(models.Grid, models.Grid.id == models.Chat.grid_id)
+        .where(models.Chat.community_id == community_id)
+        .order_by(models.Grid.code, models.Chat.id)
+    )
+    return [(chat, grid) for chat, grid in rows.all()]
