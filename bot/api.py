@@ -1,7 +1,6 @@
 """The small API that command modules use: declare, read arguments, answer."""
 
 from bot.args import (
-    ArgError,
     Celsius,
     Choice,
     Clock,
@@ -26,8 +25,9 @@ from bot.args import (
     Zone,
     convert,
 )
-from bot.context import Actions, Context, JobContext, Refused, Reject
-from bot.registry import REGISTRY, Command, command, digest_section, job, on
+from bot.context import Actions, Context, JobContext
+from bot.errors import ArgError, Refused, Reject
+from bot.registry import REGISTRY, Command, command, digest_section, hand_back, job, on
 from bot.roles import Role, Where
 
 
@@ -40,5 +40,5 @@ __all__ = [
     "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Flag", "Clock", "Code", "Command", "Converter", "convert", "Context", "Date",
     "ErrandRef", "GridRef", "Hours", "HouseholdCode", "HouseholdRef", "Int", "Interval", "JobContext",
     "KeyPersonRef", "NewGridCode", "PersonRef", "Qty", "Refused", "Reject", "Role",
-    "ShiftRef", "Text", "When", "Where", "Zone", "command", "digest_section", "job", "on", "usable_here",
+    "ShiftRef", "Text", "When", "Where", "Zone", "command", "digest_section", "hand_back", "job", "on", "usable_here",
 ]

@@ -20,20 +20,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 
+from bot.errors import ArgError
 from storage import models
 from storage.households import building_of, normalise_household
 
 if typing.TYPE_CHECKING:
     from bot.context import Context
-
-
-class ArgError(Exception):
-    """A word that could not be read; `template` names `args/<template>` for the message."""
-
-    def __init__(self, template: str, /, **values: object) -> None:
-        super().__init__(template)
-        self.template = template
-        self.values = values
 
 
 class Converter:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.errors import Reject
 from bot.roles import Role
 from bot.transports.base import Incoming
 from storage import models
@@ -22,24 +23,6 @@ if TYPE_CHECKING:
 
 # How long the instance that queued a message has to deliver it before another may.
 DELIVERY_LEASE = timedelta(minutes=2)
-
-
-class Reject(Exception):
-    """A clear 'no' for the person: rolls back the command and replies with `template`."""
-
-    def __init__(self, template: str, /, **values: object) -> None:
-        super().__init__(template)
-        self.template = template
-        self.values = values
-
-
-class Refused(Exception):
-    """The caller lacks `role` (or the command needs another kind of chat: `where`)."""
-
-    def __init__(self, role: Role | None = None, where: str | None = None) -> None:
-        super().__init__(role, where)
-        self.role = role
-        self.where = where
 
 
 @dataclass

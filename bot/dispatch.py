@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from bot.args import ArgError
-from bot.context import Context, Refused, Reject
+from bot.context import Context
+from bot.errors import ArgError, Refused, Reject
 from bot.registry import REGISTRY, Command
 from bot.roles import Role, Where
 from bot.transports.base import Incoming

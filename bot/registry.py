@@ -65,6 +65,7 @@ class Registry:
     jobs: list[Job] = field(default_factory=list)
     digest_sections: list[DigestSection] = field(default_factory=list)
     hooks: dict[str, list[Callable[..., Awaitable[Any]]]] = field(default_factory=dict)
+    hand_backs: list[Callable[..., Awaitable[Any]]] = field(default_factory=list)
 
     def add(self, cmd: Command) -> None:
         subs = self.groups.setdefault(cmd.group, {})
@@ -165,3 +166,12 @@ def on(event: str):
         return function
 
     return decorate
+
+
+def hand_back(function):
+    """Declares what a domain does when a person stops working in a grid (`/leave`, or a
+    role taken away): `async def f(actions: Actions, person: Person, grid: Grid) -> None`,
+    run inside that command's transaction, e.g. reopening their claimed errands. Afterwards
+    nothing of that grid's private work may reach the person."""
+    REGISTRY.hand_backs.append(function)
+    return function

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select
 
 from bot.api import Choice, Context, Flag, Reject, Role, Text, Where, command
 from storage import models
+from storage.queries import shift_hours
 
 KINDS = ("cadre", "worker", "sanzhiyifu", "party", "property", "volunteer")
 Kind = Annotated[
@@ -81,18 +82,10 @@ async def me(ctx: Context) -> None:
             .order_by(models.KeyPerson.number)
         )
     ).all()
-    credited = (
-        await ctx.db.execute(
-            select(models.Shift.starts_at, models.Shift.ends_at)
-            .join(models.SignUp, models.SignUp.shift_id == models.Shift.id)
-            .where(
-                models.SignUp.person_id == person.id,
-                models.SignUp.state == "slot",
-                models.Shift.credited_at.is_not(None),
-            )
-        )
-    ).all()
-    hours = sum((end - start).total_seconds() for start, end in credited) / 3600
+    community = ctx.require_community()
+    hours = (await shift_hours(ctx.db, community_id=community.id, person_id=person.id)).get(
+        person.id, 0.0
+    )
     ctx.reply(
         "members/me", person=person.label, role=ctx.role.key, grid=ctx.grid,
         membership=membership, shifts=shifts, errands=errands, watched=watched, hours=hours,

@@ -4,6 +4,7 @@ counters that could drift."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import distinct, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,3 +123,38 @@ async def community_grid_chats(
         .order_by(models.Grid.code, models.Chat.id)
     )
     return [(chat, grid) for chat, grid in rows.all()]
+
+
+async def shift_hours(
+    db: AsyncSession,
+    *,
+    community_id: int,
+    grid_id: int | None = None,
+    person_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[int, float]:
+    """Hours of duty credited per person: shifts whose hours were credited after they ended
+    (`Shift.credited_at`), where the person held a slot (`SignUp.state == 'slot'`; a no-show
+    is not credited), filtered by the shift's end time `since <= ends_at < until`."""
+    query = (
+        select(models.SignUp.person_id, models.Shift.starts_at, models.Shift.ends_at)
+        .join(models.Shift, models.Shift.id == models.SignUp.shift_id)
+        .where(
+            models.Shift.community_id == community_id,
+            models.Shift.credited_at.is_not(None),
+            models.SignUp.state == "slot",
+        )
+    )
+    if grid_id is not None:
+        query = query.where(models.Shift.grid_id == grid_id)
+    if person_id is not None:
+        query = query.where(models.SignUp.person_id == person_id)
+    if since is not None:
+        query = query.where(models.Shift.ends_at >= since)
+    if until is not None:
+        query = query.where(models.Shift.ends_at < until)
+    hours: dict[int, float] = {}
+    for person, start, end in (await db.execute(query)).all():
+        hours[person] = hours.get(person, 0.0) + (end - start).total_seconds() / 3600
+    return hours

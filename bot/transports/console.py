@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
-from bot.args import ArgError, parse_duration
+from bot.args import parse_duration
 from bot.clock import ManualClock
+from bot.errors import ArgError
 from bot.transports.base import Attachment, Capabilities, Incoming, Outgoing, Sent
 
 if TYPE_CHECKING:

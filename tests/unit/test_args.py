@@ -8,7 +8,8 @@ from typing import Literal
 
 import pytest
 
-from bot.args import ArgError, Int, Interval, Text, parse_duration, signature_of
+from bot.args import Int, Interval, Text, parse_duration, signature_of
+from bot.errors import ArgError
 
 
 async def sample(ctx, status: Literal["ok", "fever"], people: Int = 1, *, temp: Int | None = None,
