@@ -96,6 +96,7 @@ class Actions:
         *,
         origin: models.Chat | None = None,
         file: tuple[str, bytes] | None = None,
+        buttons: list[dict[str, str]] | None = None,
         **values: Any,
     ) -> models.OutboxMessage:
         """Queues a direct message to a person. If it cannot be delivered (they never opened
@@ -103,6 +104,7 @@ class Actions:
         text = self.render(template, private=True, **values)
         return self._queue(
             transport=person.transport, person_id=person.id, text=text, file=file,
+            buttons=buttons or [],
             origin_chat=origin.external_id if origin and not origin.is_direct else None,
         )
 

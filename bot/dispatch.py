@@ -150,7 +150,7 @@ class Dispatcher:
         if cmd.confirm:
             words = argtext.split()
             if not words or words[-1].lower() not in CONFIRM_WORDS:
-                self._ask_to_confirm(ctx, cmd, argtext)
+                await self._ask_to_confirm(ctx, cmd, argtext)
                 return
             argtext = argtext.strip()[: -len(words[-1])]
         values = await cmd.signature.parse(ctx, argtext)
@@ -174,13 +174,18 @@ class Dispatcher:
                 text=ctx.message.text[:1000], refs=ctx.refs, changes=changes,
             ))
 
-    def _ask_to_confirm(self, ctx: Context, cmd: Command, argtext: str) -> None:
+    async def _ask_to_confirm(self, ctx: Context, cmd: Command, argtext: str) -> None:
         """Asks before a command that cannot easily be taken back; pressing the button (or
-        typing the command again with `confirm`) runs it."""
+        typing the command again with `confirm`) runs it. A command with a preview reads its
+        arguments first (bad input gets the usage line, not a question) and shows the preview."""
         again = f"/{cmd.name} {argtext.strip()} confirm".replace("  ", " ")
         label = ctx.render("core/confirm_button", private=False)
-        ctx.reply("core/confirm", command=again,
-                  buttons=[{"label": label, "command": again, "emoji": "✅"}])
+        button = {"label": label, "command": again, "emoji": "✅"}
+        if cmd.preview is not None:
+            values = await cmd.signature.parse(ctx, argtext)
+            await cmd.preview(ctx, button, **values)
+            return
+        ctx.reply("core/confirm", command=again, buttons=[button])
 
     def allows(self, ctx: Context, cmd: Command) -> bool:
         """Whether the caller may use `cmd` in this chat, as the filter would decide."""

@@ -27,6 +27,7 @@ class Command:
     role_grid: str | None = None
     default: bool = False
     confirm: bool = False
+    preview: Callable[..., Awaitable[Any]] | None = None
 
     @property
     def name(self) -> str:
@@ -56,6 +57,7 @@ class DigestSection:
     order: int
     function: Callable[..., Awaitable[Any]]
     template: str
+    scope: str = "grid"  # or "community": gathered once, for the whole-community digest
 
 
 @dataclass
@@ -108,11 +110,14 @@ def command(
     default: bool = False,
     role_grid: str | None = None,
     confirm: bool = False,
+    preview: Callable[..., Awaitable[Any]] | None = None,
 ):
     """Declares a command. `name` may hold a sub-command (`"grid add"`); `default` marks the
     sub-command run when none is named; `role_grid` names the argument whose grid the role
     is checked against (for commands that act on a grid other than this chat's); `confirm`
-    asks before running a command that cannot easily be taken back."""
+    asks before running a command that cannot easily be taken back. `preview` (implies
+    `confirm`) shows what the command would do instead of the plain question:
+    `async def preview(ctx, confirm: dict, **arguments)` replies with the `confirm` button."""
 
     group, _, sub = name.partition(" ")
 
@@ -128,7 +133,8 @@ def command(
                 signature=signature_of(function),
                 role_grid=role_grid,
                 default=default,
-                confirm=confirm,
+                confirm=confirm or preview is not None,
+                preview=preview,
             )
         )
         return function
@@ -146,12 +152,13 @@ def job(every: timedelta):
     return decorate
 
 
-def digest_section(name: str, *, order: int, template: str):
+def digest_section(name: str, *, order: int, template: str, scope: str = "grid"):
     """Declares a section of the daily digest. The function gathers one grid's unfinished
-    items; `template` renders them (see commands/digest.py for the contract)."""
+    items (`scope="community"`: the community's, once, for the whole-community digest only);
+    `template` renders them (see commands/digest.py for the contract)."""
 
     def decorate(function):
-        REGISTRY.digest_sections.append(DigestSection(name, order, function, template))
+        REGISTRY.digest_sections.append(DigestSection(name, order, function, template, scope))
         REGISTRY.digest_sections.sort(key=lambda s: s.order)
         return function
 
