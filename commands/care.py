@@ -185,7 +185,7 @@ async def contributions(
 # --- /welfare ---------------------------------------------------------------------------
 
 
-@command("welfare", role=Role.MEMBER, where=Where.DIRECT, aliases=("关怀", "状态"))
+@command("welfare", role=Role.MEMBER, where=Where.DIRECT, aliases=("关怀",))
 async def welfare(ctx: Context, score: Annotated[int, Score()], note: Text = "") -> None:
     """How you are after duty, 1 (worn out) to 5 (fine); only totals reach the secretary."""
     community = ctx.require_community()

@@ -107,7 +107,7 @@ async def test_each_worker_is_asked_once_after_a_shift_even_across_a_restart(com
     await community.restart()
     out = await community.say(":wait 30m")
     assert out.texts() == []
-    assert sorted(await asks(community)) == [(1, "li"), (1, "wang"), (running, "lead")]
+    assert sorted(await asks(community)) == [(done, "li"), (done, "wang"), (running, "lead")]
 
 
 async def test_pressing_a_score_button_answers_in_the_direct_chat(community):
