@@ -240,3 +240,22 @@ async def test_the_welfare_section_says_so_when_nobody_answered(community):
     await community.say("/set lang en")
     out = await community.say("/digest")
     assert "Welfare after duty: no answers this period." in out.text("hq")
+
+
+async def test_welfare_in_english(community):
+    await community.say(":as admin", ":in hq", "/set lang en")
+    await add_shift(community, "2026-02-10T04:00", "2026-02-10T08:00", {"wang": "slot"})
+    out = await community.say(":wait 10m")
+    assert "S1 (卡口 北门, 02-10 04:00–08:00) is over" in out.text("dm:wang")
+    out = await community.say(":as wang", ":dm", "/welfare 1 back pain")
+    assert "Noted: 1." in out.text("dm:wang") and "[Tell my leader: /welfare share]" in out.text("dm:wang")
+    await community.say(":as li", ":dm", "/welfare 2", ":as lead", ":dm", "/welfare 5")
+    out = await community.say(":as admin", ":in hq", "/digest")
+    digest = out.text("hq")
+    section = digest[digest.index("Welfare after duty"):].splitlines()
+    assert section == [
+        "Welfare after duty (totals only, no individuals)",
+        "⚠ g1 一网格: 3 answered, average 2.7, 2 at 1–2 (more than a third: consider rest and a talk)",
+        "No answers: g2",
+    ]
+    assert "back pain" not in digest
