@@ -239,16 +239,24 @@ async def welfare_share(ctx: Context) -> None:
 @job(every=ASK_EVERY)
 async def ask_after_duty(jc: JobContext) -> None:
     """Asks each person who held a slot on a shift that has ended (hours credited) how they
-    are, once: the `WelfareAsk` row is written with the question, in one transaction."""
+    are, once: the `WelfareAsk` row is written with the question, in one transaction. One
+    question per person per run, and none to someone who answered since the shift ended."""
     asked = (
         select(models.WelfareAsk.id)
         .where(models.WelfareAsk.shift_id == models.Shift.id,
                models.WelfareAsk.person_id == models.SignUp.person_id)
         .exists()
     )
+    # Someone who has told us already since the shift ended is not asked again.
+    answered = (
+        select(models.WelfareCheck.id)
+        .where(models.WelfareCheck.person_id == models.SignUp.person_id,
+               models.WelfareCheck.at >= models.Shift.ends_at)
+        .exists()
+    )
     rows = (
         await jc.db.execute(
-            select(models.Shift, models.Person, models.Community, models.DutyPost.name)
+            select(models.Shift, models.Person, models.Community, models.DutyPost.name, answered)
             .join(models.SignUp, models.SignUp.shift_id == models.Shift.id)
             .join(models.Person, models.Person.id == models.SignUp.person_id)
             .join(models.Community, models.Community.id == models.Shift.community_id)
@@ -262,10 +270,12 @@ async def ask_after_duty(jc: JobContext) -> None:
             .order_by(models.Shift.id, models.SignUp.id)
         )
     ).all()
-    for shift, person, community, post in rows:
+    told: set[int] = set()
+    for shift, person, community, post, already in rows:
         jc.db.add(models.WelfareAsk(shift_id=shift.id, person_id=person.id, at=jc.now))
-        if person.external_id is None:
-            continue  # no chat to ask in
+        if already or person.external_id is None or person.id in told:
+            continue  # answered already; no chat to ask in; or asked about another shift now
+        told.add(person.id)
         actions = dataclasses.replace(jc, community=community)
         actions.tell(
             person, "care/ask", shift=shift, post=post,

@@ -110,6 +110,16 @@ async def test_each_worker_is_asked_once_after_a_shift_even_across_a_restart(com
     assert sorted(await asks(community)) == [(done, "li"), (done, "wang"), (running, "lead")]
 
 
+async def test_one_question_for_shifts_ending_together_and_none_after_an_answer(community):
+    await add_shift(community, "2026-02-10T00:00", "2026-02-10T04:00", {"wang": "slot"})
+    await add_shift(community, "2026-02-10T04:00", "2026-02-10T08:00", {"wang": "slot"})
+    await community.say(":as li", ":dm", "/welfare 4")  # li told us before being asked
+    await add_shift(community, "2026-02-10T05:00", "2026-02-10T08:30", {"li": "slot"})
+    out = await community.say(":wait 10m")
+    assert out.chats() == ["dm:wang"]
+    assert sorted(await asks(community)) == [(1, "wang"), (2, "wang"), (3, "li")]
+
+
 async def test_pressing_a_score_button_answers_in_the_direct_chat(community):
     await add_shift(community, "2026-02-10T04:00", "2026-02-10T08:00", {"wang": "slot"})
     await community.say(":wait 10m")
