@@ -388,7 +388,10 @@ class Announcement(Base):
 
 
 class Praise(Base):
+    """A commendation of a grid member, with its reason; posted in the member's grid chat."""
+
     __tablename__ = "praises"
+    __table_args__ = (Index("ix_praises_grid_at", "grid_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
@@ -400,15 +403,31 @@ class Praise(Base):
 
 
 class WelfareCheck(Base):
-    """A front-line worker's 1–5 score; reported onwards only as aggregates."""
+    """A front-line worker's 1–5 score; reported onwards only as aggregates per grid. Only
+    when the worker chooses to (`shared_at`) does their leader see the score."""
 
     __tablename__ = "welfare_checks"
+    __table_args__ = (Index("ix_welfare_checks_community_at", "community_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
     score: Mapped[int] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+    shared_at: Mapped[datetime | None]
+
+
+class WelfareAsk(Base):
+    """That a worker was asked for a welfare score after a shift: each is asked once."""
+
+    __tablename__ = "welfare_asks"
+    __table_args__ = (UniqueConstraint("shift_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shift_id: Mapped[int] = mapped_column(ForeignKey("shifts.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     at: Mapped[datetime]
 
 
