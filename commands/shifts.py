@@ -490,8 +490,8 @@ async def shifts(ctx: Context, which: Which | None = None) -> None:
 @command("noshow", role=Role.LEADER, where=Where.COMMUNITY, aliases=("缺勤", "未到岗"))
 async def noshow(ctx: Context, shift: ShiftRef, person: PersonRef) -> None:
     """Mark that someone did not come to a shift: no hours are credited to them."""
-    grid = ctx.require_grid()
-    if shift.grid_id != grid.id and ctx.role < Role.SECRETARY:
+    # A leader marks their own grid's shifts; a secretary any, from any chat.
+    if ctx.role < Role.SECRETARY and shift.grid_id != ctx.require_grid().id:
         other = await ctx.db.get(models.Grid, shift.grid_id)
         raise Reject("shifts/other_grid", shift=shift, grid=other)
     await ctx.db.refresh(shift, with_for_update=True)

@@ -255,6 +255,10 @@ async def test_rest_rules_refuse_overlap_and_too_many_hours_naming_the_shift(com
     assert "不符合休息规定「每人每天值班不超过 12 小时」" in out.text("g1chat")  # 6 + 4 + 5 = 15
     out = await community.say("/unsign S4", "/signup S3")
     assert "@wang 报名了 S3" in out.text("g1chat")
+    # A shift longer than the day's maximum is refused to anyone, and says so.
+    out = await community.say(":as lead", "/shift add 卡口 2026-02-14 06:00-19:00", ":as li", "/signup S5")
+    assert ("不符合休息规定「每人每天值班不超过 12 小时」：S5 卡口（北门） 02-14 06:00–19:00 "
+            "在 2026-02-14 就有 13 小时。") in out.text("g1chat")
 
 
 # --- reminders, the start, hours --------------------------------------------------------
@@ -349,6 +353,11 @@ async def test_noshow_is_for_leaders_of_the_shifts_grid(community):
     out = await community.say("/noshow S1 @wang")
     assert "/noshow 需要「网格长」或以上角色" in out.text("g1chat")
     assert await states(community, 1) == {"wang": "slot"}
+    out = await community.say(":as lead", ":in g2chat", "/noshow S1 @wang")
+    assert "需要「网格长」或以上角色" in out.text("g2chat")  # lead leads g1, not g2
+    out = await community.say(":as admin", ":in hq", "/noshow S1 @wang")
+    assert "S1 的到岗情况已记录" in out.text("hq")  # a secretary may, from the HQ chat
+    assert await states(community, 1) == {"wang": "noshow"}
 
 
 # --- the digest -------------------------------------------------------------------------
