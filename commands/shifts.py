@@ -115,6 +115,17 @@ class Line:
         return max(0, self.shift.slots - self.filled)
 
 
+@dataclass(frozen=True)
+class Absence:
+    """Who was absent from a shift, as the `private` filter reads it: not a health detail,
+    but shown to the same readers — the grid's leaders, the secretaries, the person
+    themselves (`by_id`) — and never in a grid's group chat."""
+
+    community_id: int
+    grid_id: int
+    by_id: int
+
+
 # --- posts and shifts -------------------------------------------------------------------
 
 
@@ -200,7 +211,7 @@ def _at(actions: Actions, day: date, clock: time) -> datetime:
 def _signup_buttons(actions: Actions, shifts: list[models.Shift]) -> dict:
     """The one-tap sign-up: a button (Telegram), a reaction (Matrix), a text hint elsewhere.
     A series gets a button per shift, each with its own reaction key."""
-    label = actions.render("shifts/signup_button", private=False)
+    label = actions.render("shifts/signup_button")
     if len(shifts) == 1:
         number = shifts[0].number
         return {"buttons": [{"label": label, "command": f"/signup S{number}", "emoji": "✋"}],
@@ -283,7 +294,7 @@ async def swap(ctx: Context, shift: ShiftRef, person: PersonRef) -> None:
     await _check_rules(ctx, shift, post, person)
     mine.offered_to_id = person.id
     ctx.ref(f"S{shift.number}")
-    label = ctx.render("shifts/swap_button", private=False)
+    label = ctx.render("shifts/swap_button")
     line = await _line(ctx.db, shift, post)
     command_text = f"/signup S{shift.number}"
     ctx.reply("shifts/swap_offered", line=line, giver=ctx.person.label, taker=person.label,
@@ -608,7 +619,11 @@ async def digest(actions: Actions, grid: models.Grid, since: datetime, until: da
             .order_by(models.Shift.starts_at, models.Person.id)
         )
     ).all()
-    noshows = [{"shift": s, "post": p, "person": person.label} for s, p, person in rows]
+    noshows = [
+        {"shift": s, "post": p, "person": person.label,
+         "absence": Absence(s.community_id, s.grid_id, person.id)}
+        for s, p, person in rows
+    ]
     empty = sum(line.empty for line in short)
     return {"short": short, "empty": empty, "noshows": noshows,
             "urgency": empty + len(noshows)}
