@@ -1,7 +1,7 @@
 """duty shifts: post places, reminder lead time, start alert mark, no-show time
 
 Revision ID: 5c1e7a90d2b4
-Revises: 22602383f9cb
+Revises: aa4781324752
 Create Date: 2026-11-30 07:45:00
 """
 
@@ -11,7 +11,7 @@ import storage.types
 
 
 revision = '5c1e7a90d2b4'
-down_revision = '22602383f9cb'
+down_revision = 'aa4781324752'
 branch_labels = None
 depends_on = None
 
