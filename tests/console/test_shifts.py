@@ -442,6 +442,10 @@ async def test_english_replies(community):
     out = await community.say(":as wang", "/signup S1", ":as li", "/signup S1", "/shifts")
     assert "@li is number 1 on the waiting list" in out.text("g1chat")
     assert "S1 卡口 (北门) 02-11 22:00–next day 06:00 · 1/1 full · @wang · 1 waiting" in out.text("g1chat")
+    # The shift clock's messages are in the community's language too.
+    await community.say(":as lead", "/shift add 巡查 today 10:00-11:00", ":as li", "/signup S2")
+    out = await community.say(":wait 5m")
+    assert "⏰ Shift reminder: S2 巡查 02-10 10:00–11:00 starts in 55m." in out.text("dm:li")
 
 
 @pytest.mark.parametrize("which, shown, hidden", [
