@@ -128,6 +128,8 @@ async def test_signup_up_to_the_limit_then_the_waiting_list_moves_up_in_order(co
     assert "@v2 已列入候补第 2 位" in out.text("g1chat")
     out = await community.say("/signup S1")
     assert "你已在 S1 的候补名单上（第 2 位）" in out.text("g1chat")
+    out = await community.say("/me")
+    assert "即将到来的值班：S1 卡口 02-11 08:00–12:00（候补）" in out.text("g1chat")
     assert await states(community, 1) == {"wang": "slot", "li": "slot", "v1": "waiting", "v2": "waiting"}
 
     out = await community.say(":as wang", "/unsign S1")
