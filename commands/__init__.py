@@ -11,4 +11,5 @@ from commands import (  # noqa: F401
     publicity,
     screening,
     setup,
+    shifts,
 )
