@@ -130,7 +130,13 @@ class Member:
         room = self.client.rooms.get(room_id)
         return self.client.olm is not None and room is not None and room.encrypted
 
+    async def _known(self, room_id: str) -> None:
+        """An encrypting client must have synced a room before it can send there."""
+        if self.client.olm is not None:
+            await eventually(lambda: room_id in self.client.rooms, f"{self.localpart} in the room")
+
     async def say(self, room_id: str, text: str, **content: Any) -> str:
+        await self._known(room_id)
         sent = await self.call(
             self.client.room_send, room_id, "m.room.message",
             {"msgtype": "m.text", "body": text, **content}, ignore_unverified_devices=True,
@@ -139,11 +145,13 @@ class Member:
 
     async def react(self, room_id: str, event_id: str, key: str) -> str:
         relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
+        await self._known(room_id)
         sent = await self.call(self.client.room_send, room_id, "m.reaction",
                                {"m.relates_to": relation}, ignore_unverified_devices=True)
         return sent.event_id
 
     async def send_file(self, room_id: str, name: str, data: bytes, caption: str | None = None) -> str:
+        await self._known(room_id)
         encrypt = self.encrypted(room_id)
         uploaded, keys = await self.client.upload(
             io.BytesIO(data), content_type="text/csv", filename=name, filesize=len(data),
@@ -232,11 +240,13 @@ async def eventually(condition: Callable[[], bool], what: str, within: float = W
 class Bot:
     """gridbot with its Matrix transport, started and stopped like a deployment would."""
 
-    def __init__(self, synapse: Synapse, data_dir: Path, admins: tuple[str, ...]) -> None:
+    def __init__(
+        self, synapse: Synapse, data_dir: Path, admins: tuple[str, ...], **options: Any
+    ) -> None:
         self.user_id = synapse.register(unique("gridbot"), BOT_PASSWORD)
         self.config = Config(
             data_dir=data_dir, matrix_homeserver=synapse.url, matrix_user=self.user_id,
-            matrix_password=BOT_PASSWORD, admins=admins,
+            matrix_password=BOT_PASSWORD, admins=admins, **options,
         )
         self.app: App | None = None
         self.transport: MatrixTransport | None = None

@@ -232,3 +232,27 @@ async def test_key_store_survives_restarts_and_a_lost_store_means_a_new_device(b
     assert bot.transport.client.device_id != device
     assert "已创建网格 g2" in (await admin.ask(hq, bot.user_id, "/grid add g2 二网格"))[0]
     assert_all_encrypted(admin, hq, bot)
+
+
+async def test_verified_policy_gives_room_keys_only_to_listed_devices(synapse, tmp_path, people):
+    admin, alice, _ = people
+    bot = Bot(synapse, tmp_path / "bot", admins=(admin.user_id,), matrix_trust="verified")
+    store = bot.config.data_dir / "matrix-store"
+    store.mkdir(parents=True)
+    identity = admin.client.olm.account.identity_keys["ed25519"]
+    (store / "trusted-devices").write_text(
+        f"# the secretary's phone\n{admin.user_id} {admin.client.device_id} {identity}\n"
+    )
+    await bot.start()
+    try:
+        hq = await encrypted_room(admin, bot, "HQ", alice)
+        # alice's device is not listed: what she says is read, but she cannot read the answers.
+        before = len(admin.notices(hq, bot.user_id))
+        await alice.say(hq, "/help")
+        [answer] = await admin.notices_after(hq, bot.user_id, before, 1)
+        assert "/help <命令>" in answer
+        await eventually(lambda: bot_messages(alice, hq, bot), "the answer reaching alice")
+        assert all(e["type"] == "m.room.encrypted" for e in bot_messages(alice, hq, bot))
+        assert_all_encrypted(admin, hq, bot)
+    finally:
+        await bot.stop()
