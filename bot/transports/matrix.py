@@ -135,6 +135,8 @@ class MatrixTransport:
         # Messages the bot could not decrypt yet: event id → (room, event, first seen).
         self._undecryptable: dict[str, tuple[str, MegolmEvent, float]] = {}
         self._key_requests: set[str] = set()  # Megolm session ids asked for
+        self._synced = asyncio.Event()  # nio knows the rooms once the first sync is in
+        self._created: set[str] = set()  # rooms the bot made, maybe not in a sync yet
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -148,6 +150,7 @@ class MatrixTransport:
         localpart = self.client.user_id[1:].split(":")[0]
         app.bot_usernames.update({localpart.lower(), self.client.user_id[1:].lower()})
         self._stopping.clear()
+        self._synced.clear()
         self._loop = asyncio.create_task(self._run(), name="matrix-sync")
 
     async def stop(self) -> None:
@@ -215,6 +218,7 @@ class MatrixTransport:
                 response = await self._until_stopped(self._sync(full_state))
                 if response is None:
                     return
+                self._synced.set()
                 await self._handle_sync(response)
                 await self._save(self._token_key, response.next_batch)
                 self._token = response.next_batch
@@ -516,6 +520,7 @@ class MatrixTransport:
                             "content": {"algorithm": MEGOLM}}],
         )
         await self._save(self._direct_key(created.room_id), user)
+        self._created.add(created.room_id)
         log.info("matrix: opened a direct room with %s", user)
         # The room key must reach the invitee: wait until a sync shows them in the room.
         await self._until(lambda: user in getattr(self.client.rooms.get(created.room_id), "users", ()),
@@ -584,9 +589,12 @@ class MatrixTransport:
         """Whether the room is encrypted; if it is, its members' devices are known and the
         trust policy is applied to them before anything is encrypted for them."""
         client = self.client
-        # A room the bot just made: nio knows it after the next sync.
-        await self._until(lambda: chat in client.rooms, f"the room {chat}")
-        room = client.rooms[chat]
+        await self._until(self._synced.is_set, "the first sync")
+        if chat in self._created:  # a room the bot just made: nio knows it after the next sync
+            await self._until(lambda: chat in client.rooms, f"the room {chat}")
+        room = client.rooms.get(chat)
+        if room is None:
+            raise CannotDeliver(f"the bot is not in the room {chat}")
         if not room.encrypted:
             return False
         if not room.members_synced:

@@ -256,3 +256,23 @@ async def test_verified_policy_gives_room_keys_only_to_listed_devices(synapse, t
         assert_all_encrypted(admin, hq, bot)
     finally:
         await bot.stop()
+
+
+async def test_a_member_who_leaves_gets_no_later_room_keys(bot, people):
+    admin, alice, bob = people
+    hq = await encrypted_room(admin, bot, "HQ", alice, bob)
+    await admin.ask(hq, bot.user_id, "/community 幸福里社区")
+    client = bot.transport.client
+
+    def readers() -> set[str]:
+        return {user for user, _ in client.olm.outbound_group_sessions[hq].users_shared_with}
+
+    assert {admin.user_id, alice.user_id, bob.user_id} <= readers()
+    first = client.olm.outbound_group_sessions[hq].id
+    await bob.call(bob.client.room_leave, hq)
+    await eventually(lambda: bob.user_id not in client.rooms[hq].users, "the bot seeing bob leave")
+    await alice.ask(hq, bot.user_id, "/help")
+    assert client.olm.outbound_group_sessions[hq].id != first  # a new key after the leave
+    assert bob.user_id not in readers() and {admin.user_id, alice.user_id} <= readers()
+    for member in (admin, alice):
+        assert_all_encrypted(member, hq, bot)
