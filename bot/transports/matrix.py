@@ -19,9 +19,9 @@ and Megolm sessions live in an SQLite store per instance under GRIDBOT_DATA_DIR/
 (the session in the database names the device; a device without its store logs in anew).
 In an encrypted room everything the bot sends is encrypted (files too), for the devices of
 the room's current members (joined or invited) that the trust policy allows:
-`tofu` (default) trusts a member's device the first time it is seen, `verified` only
-devices listed in matrix-store/trusted-devices (`@user:server DEVICE_ID ed25519-key` a
-line) or verified before. Membership changes start a new Megolm session, so someone who
+`tofu` (default) trusts a member's device the first time it is seen (nio pins its signing
+key), `verified` only devices listed in matrix-store/trusted-devices (`@user:server
+DEVICE_ID ed25519-key` a line). Membership changes start a new Megolm session, so someone who
 left cannot read what comes after. A message the bot cannot decrypt is logged, its key is
 asked of the sender's device, and if it has not come after KEY_WAIT the sender is asked to
 send the message again.
@@ -95,7 +95,6 @@ VARIATION_SELECTOR = "\ufe0f"  # clients add it to some emoji; "✋" and "✋️
 KEY_WAIT = 10.0  # seconds a message the bot cannot decrypt waits for its key
 ROOM_WAIT = 30.0  # seconds a send waits for a room the bot just made to come in a sync
 MEGOLM = "m.megolm.v1.aes-sha2"
-TRUST_POLICIES = ("tofu", "verified")
 
 R = TypeVar("R")
 
@@ -129,7 +128,8 @@ class MatrixTransport:
         }
         self.app: App | None = None
         self._token: str | None = None
-        self._files: dict[tuple[str, str], RoomMessageFile | RoomEncryptedFile] = {}  # (room, sender) → last file
+        # (room, sender) → their last file
+        self._files: dict[tuple[str, str], RoomMessageFile | RoomEncryptedFile] = {}
         self._stopping = asyncio.Event()
         self._loop: asyncio.Task | None = None
         # Messages the bot could not decrypt yet: event id → (room, event, first seen).
@@ -262,7 +262,9 @@ class MatrixTransport:
 
     async def _sync(self, full_state: bool) -> SyncResponse:
         response = await self.client.sync(
-            timeout=int(KEY_WAIT * 1000) if self._undecryptable else SYNC_TIMEOUT_MS, sync_filter=self.sync_filter, since=self._token,
+            # Short while messages wait for their keys: they are retried after each sync.
+            timeout=int(KEY_WAIT * 1000) if self._undecryptable else SYNC_TIMEOUT_MS,
+            sync_filter=self.sync_filter, since=self._token,
             full_state=full_state and self._token is not None or None,
         )
         if isinstance(response, SyncResponse):
@@ -421,7 +423,9 @@ class MatrixTransport:
                 replied = await self._call(self.client.room_get_event, room_id, reply_to)
             except CannotDeliver:
                 replied = None
-            if replied is not None and isinstance(replied.event, RoomMessageFile | RoomEncryptedFile):
+            if replied is not None and isinstance(
+                replied.event, RoomMessageFile | RoomEncryptedFile
+            ):
                 return (await self._download(replied.event),)
         if recent is not None and command.server_timestamp - recent.server_timestamp <= FILE_WINDOW_MS:
             return (await self._download(recent),)
@@ -523,8 +527,9 @@ class MatrixTransport:
         self._created.add(created.room_id)
         log.info("matrix: opened a direct room with %s", user)
         # The room key must reach the invitee: wait until a sync shows them in the room.
-        await self._until(lambda: user in getattr(self.client.rooms.get(created.room_id), "users", ()),
-                          f"the invite in {created.room_id}")
+        room_id = created.room_id
+        await self._until(lambda: user in getattr(self.client.rooms.get(room_id), "users", ()),
+                          f"the invite in {room_id}")
         return created.room_id
 
     async def _until(self, condition: Callable[[], bool], what: str) -> None:
@@ -605,37 +610,32 @@ class MatrixTransport:
         return True
 
     def _apply_trust(self, chat: str) -> None:
+        """Marks each member device trusted or blocked as the policy says (nio then gives room
+        keys to trusted devices only), and starts a new room key if the set of devices that
+        should hold the current one has changed."""
         client = self.client
-        room = client.rooms[chat]
         trusted = self._trusted_devices() if self.trust == "verified" else set()
         session = client.olm.outbound_group_sessions.get(chat)
-        reshare = False
-        for user_id in room.users:
+        holders = session.users_shared_with if session is not None and session.shared else None
+        rotate = False
+        for user_id in client.rooms[chat].users:
             for device in client.device_store.active_user_devices(user_id):
                 if device.id == client.device_id:
                     continue
-                if self.trust == "tofu":
-                    if not device.verified and not device.blacklisted:
-                        log.info("matrix: trusting %s's device %s on first use",
-                                 user_id, device.id)
-                        client.verify_device(device)
-                elif (user_id, device.id, device.ed25519) in trusted:
-                    if device.blacklisted:
-                        client.unblacklist_device(device)
-                    if not device.verified:
-                        log.info("matrix: %s's device %s is listed as trusted", user_id, device.id)
-                        client.verify_device(device)
-                elif not device.verified and not device.blacklisted:
+                allowed = self.trust == "tofu" or (user_id, device.id, device.ed25519) in trusted
+                if allowed and not device.verified:
+                    log.info("matrix: trusting %s's device %s (%s)", user_id, device.id,
+                             "on first use" if self.trust == "tofu" else "listed")
+                    client.unblacklist_device(device)
+                    client.verify_device(device)
+                elif not allowed and not device.blacklisted:
                     log.warning("matrix: %s's device %s is not verified; it gets no room keys",
                                 user_id, device.id)
+                    client.unverify_device(device)
                     client.blacklist_device(device)
-                if (
-                    session is not None and session.shared and not device.blacklisted
-                    and (user_id, device.id) not in session.users_shared_with
-                    and (user_id, device.id) not in session.users_ignored
-                ):
-                    reshare = True  # a device that came since the key was shared
-        if reshare:
+                if holders is not None and allowed != ((user_id, device.id) in holders):
+                    rotate = True  # a device came, or lost the trust, since the key was shared
+        if rotate:
             client.invalidate_outbound_session(chat)
 
     def _trusted_devices(self) -> set[tuple[str, str, str]]:

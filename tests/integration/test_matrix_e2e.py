@@ -56,7 +56,8 @@ def assert_all_encrypted(member: Member, room: str, bot: Bot) -> None:
 
 async def new_direct_room(member: Member, bot: Bot, known: set[str]) -> str:
     """The direct room the bot invites `member` to, joined."""
-    await eventually(lambda: member.invites.keys() - known, f"the bot's invite to {member.localpart}")
+    await eventually(lambda: member.invites.keys() - known,
+                     f"the bot's invite to {member.localpart}")
     [room] = member.invites.keys() - known
     assert member.invites[room].get("is_direct") is True
     await member.join(room)
@@ -141,7 +142,8 @@ async def test_buttons_files_and_replies_in_an_encrypted_room(bot, people):
 
     # A file with the command as its caption, encrypted as Element sends it.
     before = len(admin.notices(g1, bot.user_id))
-    await admin.send_file(g1, "a.csv", b"household\n3-1-101\n3-1-102\n", caption="/household import")
+    await admin.send_file(g1, "a.csv", b"household\n3-1-101\n3-1-102\n",
+                          caption="/household import")
     answer = await admin.notices_after(g1, bot.user_id, before, 1)
     assert "新增 2 户（3-1-101 … 3-1-102）" in answer[0]
     await alice.ask(g1, bot.user_id, "/join")
@@ -223,6 +225,11 @@ async def test_key_store_survives_restarts_and_a_lost_store_means_a_new_device(b
     await bot.start()
     assert bot.transport.client.device_id == device
     assert "已创建网格 g1" in (await admin.ask(hq, bot.user_id, "/grid add g1 一网格"))[0]
+    # The restarted bot still reads what it said before (its own keys were kept).
+    said = next(e for e in admin.events[hq] if e["sender"] == bot.user_id
+                and e["type"] == "m.room.message")
+    again = await bot.transport.client.room_get_event(hq, said["event_id"])
+    assert getattr(again.event, "body", None) == said["content"]["body"]
 
     # Without its keys the old device is useless: the bot logs in as a new one, and people's
     # clients share their room keys with it from then on.
