@@ -158,6 +158,7 @@ class MatrixTransport:
         self._stopping.set()
         if self._loop is not None:
             await self._loop
+        await self._retry_undecryptable(give_up=True)  # no one waits in vain after a restart
         await self.app.outbox.idle()
         await self.client.close()
 
@@ -382,14 +383,14 @@ class MatrixTransport:
         except CannotDeliver as refusal:
             log.warning("matrix: cannot ask for the key of %s: %s", event.event_id, refusal)
 
-    async def _retry_undecryptable(self) -> None:
+    async def _retry_undecryptable(self, *, give_up: bool = False) -> None:
         """After each sync: what can be decrypted now is handled; what waited KEY_WAIT in vain
-        gets the sender asked to send it again."""
+        (or anything still waiting when the bot stops) gets the sender asked to send it again."""
         for event_id, (room_id, event, since) in list(self._undecryptable.items()):
             try:
                 decrypted = self.client.decrypt_event(event)
             except EncryptionError:
-                if time.monotonic() - since < KEY_WAIT:
+                if time.monotonic() - since < KEY_WAIT and not give_up:
                     continue
                 del self._undecryptable[event_id]
                 log.warning("matrix: no key came for %s; asking %s to send it again",

@@ -212,6 +212,19 @@ async def test_a_message_the_bot_cannot_decrypt_is_logged_and_asked_again(bot, p
     async with bot.app.db.transaction() as db:
         assert await db.scalar(select(func.count()).select_from(models.Grid)) == 1
 
+    # The bot stopping while a message waits for its key: the sender is asked at once.
+    olm.create_outbound_group_session(hq)
+    olm.outbound_group_sessions[hq].shared = True
+    waiting = await admin.say(hq, "/grid add g2 二网格")
+    await eventually(lambda: f"cannot decrypt {waiting}" in caplog.text, "the bot seeing it")
+    await bot.stop()
+
+    def asked_again() -> bool:
+        return any((c.get("m.relates_to") or {}).get("m.in_reply_to") == {"event_id": waiting}
+                   for c in admin.messages(hq, bot.user_id, "m.notice"))
+
+    await eventually(asked_again, "the bot asking again as it stops")
+
 
 async def test_key_store_survives_restarts_and_a_lost_store_means_a_new_device(bot, people):
     admin = people[0]

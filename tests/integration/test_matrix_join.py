@@ -7,15 +7,17 @@ import asyncio
 import pytest
 import pytest_asyncio
 
-from tests.integration.matrix_helpers import Bot, Member, eventually
+from tests.integration.matrix_helpers import ENCRYPTION, Bot, Member, eventually
 from tests.servers.synapse import Synapse
 
 pytestmark = pytest.mark.slow
 
 
 @pytest_asyncio.fixture
-async def admin(synapse: Synapse):
-    member = await Member.register(synapse, "admin")
+async def admin(synapse: Synapse, tmp_path):
+    """The admin's client encrypts, as Element's does (the rooms here are plain unless a test
+    makes them encrypted)."""
+    member = await Member.register(synapse, "admin", store=tmp_path / "people")
     yield member
     await member.close()
 
@@ -68,6 +70,18 @@ async def test_command_in_the_same_sync_as_the_join_is_answered_once(bot, admin)
     go_on.set()
     answers = await _answers_settled(admin, room, bot)
     assert len(answers) == 1 and "已创建社区「幸福里社区」" in answers[0]
+
+
+async def test_in_an_encrypted_room_too(bot, admin):
+    go_on = _hold_after_join(bot)
+    room = await admin.create_room("HQ", bot.user_id, initial_state=[ENCRYPTION])
+    await eventually(lambda: admin.joined(room, bot.user_id), "the bot joining")
+    await admin.say(room, "/community 幸福里社区")
+    go_on.set()
+    answers = await _answers_settled(admin, room, bot)
+    assert len(answers) == 1 and "已创建社区「幸福里社区」" in answers[0]
+    assert all(e["event_id"] in admin.decrypted for e in admin.events[room]
+               if e["sender"] == bot.user_id and e["type"] == "m.room.message")
 
 
 async def test_commands_in_a_limited_timeline_after_the_join_are_answered_once(bot, admin):
