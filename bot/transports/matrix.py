@@ -30,6 +30,7 @@ send the message again.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import html
 import io
 import json
@@ -40,7 +41,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from nio import (
@@ -137,12 +138,14 @@ class MatrixTransport:
         self._key_requests: set[str] = set()  # Megolm session ids asked for
         self._synced = asyncio.Event()  # nio knows the rooms once the first sync is in
         self._created: set[str] = set()  # rooms the bot made, maybe not in a sync yet
+        self._lock: IO[bytes] | None = None
 
     # --- life cycle ---------------------------------------------------------------------
 
     async def start(self, app: App) -> None:
         self.app = app
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_store()
         self.client.config = replace(self.client.config, pickle_key=await self._pickle_key())
         await self._log_in()
         await self._keys()
@@ -161,6 +164,9 @@ class MatrixTransport:
         await self._retry_undecryptable(give_up=True)  # no one waits in vain after a restart
         await self.app.outbox.idle()
         await self.client.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the key store
+            self._lock = None
 
     @property
     def _session_key(self) -> str:
@@ -181,6 +187,19 @@ class MatrixTransport:
             saved = secrets.token_urlsafe(32)
             await self._save(key, saved)
         return saved
+
+    def _lock_store(self) -> None:
+        """One process per key store: two would break each other's encryption sessions."""
+        lock = (self.store_dir / "lock").open("wb")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise RuntimeError(
+                f"another gridbot process uses the Matrix key store in {self.store_dir}; "
+                "run one instance per Matrix account"
+            ) from None
+        self._lock = lock
 
     def _store_file(self, user_id: str, device_id: str) -> Path:
         return self.store_dir / f"{user_id}_{device_id}.db"

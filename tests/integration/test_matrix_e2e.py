@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 
+from bot.transports.matrix import MatrixTransport
 from storage import models
 from tests.integration.matrix_helpers import ENCRYPTION, Bot, Member, eventually, room_with_bot
 from tests.servers.synapse import Synapse
@@ -233,6 +234,9 @@ async def test_key_store_survives_restarts_and_a_lost_store_means_a_new_device(b
     device = bot.transport.client.device_id
     store = bot.config.data_dir / "matrix-store"
     assert (store / f"{bot.user_id}_{device}.db").exists()
+    # A second process on the same key store is refused.
+    with pytest.raises(RuntimeError, match="another gridbot process uses the Matrix key store"):
+        await MatrixTransport(bot.config).start(bot.app)
 
     await bot.stop()
     await bot.start()
