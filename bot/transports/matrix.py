@@ -30,6 +30,7 @@ send the message again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import html
 import io
@@ -63,7 +64,7 @@ from nio import (
     SyncResponse,
 )
 from nio.crypto.attachments import decrypt_attachment
-from nio.exceptions import EncryptionError
+from nio.exceptions import EncryptionError, LocalProtocolError
 from nio.store import SqliteStore
 from sqlalchemy import select
 
@@ -268,6 +269,8 @@ class MatrixTransport:
             await client.send_to_device_messages()
         except CannotDeliver as refusal:
             log.warning("matrix: key exchange refused: %s", refusal)
+        except LocalProtocolError:  # a send did the same meanwhile
+            pass
 
     async def _until_stopped(self, work: Awaitable[R]) -> R | None:
         """Runs `work` unless stop() comes first (then cancels it and returns None)."""
@@ -625,7 +628,8 @@ class MatrixTransport:
         if not room.members_synced:
             await self._call(client.joined_members, chat)
         if client.should_query_keys:
-            await self._call(client.keys_query)
+            with contextlib.suppress(LocalProtocolError):  # the sync loop did it meanwhile
+                await self._call(client.keys_query)
         self._apply_trust(chat)
         return True
 
