@@ -11,6 +11,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -96,7 +97,8 @@ class App:
             return  # another instance on this database runs the jobs
         try:
             async with self.db.transaction() as db:
-                db.info["audit"] = changes = []
+                changes: list[dict[str, Any]] = []
+                db.info["audit"] = changes
                 jc = JobContext(app=self, db=db, now=self.clock.now())
                 await function(jc)
                 await jc.seal()

@@ -251,9 +251,13 @@ class GridCode(Converter):
         return word.lower()
 
 
-class ExistingGrid(GridCode):
+class ExistingGrid(Converter):
+    """A grid of this community, by code."""
+
+    placeholder = GridCode.placeholder
+
     async def convert(self, ctx: Context, word: str) -> models.Grid:
-        code = await super().convert(ctx, word)
+        code = await GridCode().convert(ctx, word)
         community = ctx.require_community()
         grid = await ctx.db.scalar(
             select(models.Grid).where(
@@ -270,11 +274,13 @@ class ExistingGrid(GridCode):
         return grid
 
 
-class ExistingHousehold(HouseholdCode):
+class ExistingHousehold(Converter):
     """A household of this community's register; unknown ones get the nearest codes."""
 
+    placeholder = HouseholdCode.placeholder
+
     async def convert(self, ctx: Context, word: str) -> models.Household:
-        code = await super().convert(ctx, word)
+        code = await HouseholdCode().convert(ctx, word)
         community = ctx.require_community()
         found = await ctx.db.scalar(
             select(models.Household).where(
@@ -308,15 +314,20 @@ class Mention(Converter):
         return "@user"
 
 
-class Item(Converter):
+# Items with a per-community number (storage.queries.next_number).
+Numbered = models.Errand | models.Shift | models.KeyPerson
+N = typing.TypeVar("N", bound=Numbered)
+
+
+class Item(Converter, typing.Generic[N]):
     """`E7`, `e7` or `7`: an item of this community with a per-community number."""
 
-    def __init__(self, prefix: str, model: type) -> None:
+    def __init__(self, prefix: str, model: type[N]) -> None:
         self.prefix = prefix
         self.model = model
         self.placeholder = prefix
 
-    async def convert(self, ctx: Context, word: str) -> Any:
+    async def convert(self, ctx: Context, word: str) -> N:
         match = re.fullmatch(rf"(?:{self.prefix})?(\d{{1,9}})", word, re.IGNORECASE)
         if not match:
             raise ArgError("item", word=word, prefix=self.prefix)

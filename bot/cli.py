@@ -11,6 +11,7 @@ import sys
 from bot import config as config_module
 from bot.app import App
 from bot.clock import Clock
+from bot.transports.base import Transport
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +81,7 @@ async def _console(config: config_module.Config) -> int:
 
 
 async def _serve(config: config_module.Config) -> int:
-    transports = []
+    transports: list[Transport] = []
     if config.telegram_enabled:
         from bot.transports.telegram import TelegramTransport
 

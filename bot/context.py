@@ -179,6 +179,7 @@ class Actions:
                 )
             )
             for person_id, transport, dm_chat in rows.all():
+                assert dm_chat is not None  # selected by it
                 by_chat[(transport, dm_chat)] = person_id
                 if person_id not in known:
                     wanted.add(person_id)

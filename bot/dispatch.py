@@ -22,6 +22,7 @@ from bot.registry import REGISTRY, Command
 from bot.roles import Role, Where
 from bot.transports.base import Incoming
 from storage import models
+from storage.queries import load
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -293,7 +294,7 @@ class Dispatcher:
             if asked is not None and asked.value == today:
                 return
             await db.merge(models.KeyValue(key=key, value=today))
-            person = await db.get(models.Person, ctx.person.id)
+            person = await load(db, models.Person, ctx.person.id)
             chat = await db.get(models.Chat, ctx.chat.id)
             actions.tell(person, "core/private_in_group", origin=chat,
                          command=ctx.command.name if ctx.command else "")

@@ -13,7 +13,7 @@ Each rolls back what the command wrote.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.roles import Role, Where
@@ -26,7 +26,7 @@ class GridbotError(Exception):
 class ArgError(GridbotError):
     """A word that could not be read; `template` names `args/<template>` for the message."""
 
-    def __init__(self, template: str, /, **values: object) -> None:
+    def __init__(self, template: str, /, **values: Any) -> None:
         super().__init__(template)
         self.template = template
         self.values = values
@@ -48,7 +48,7 @@ class Refused(GridbotError):
 class Reject(GridbotError):
     """A clear 'no' for the person: rolls back the command and replies with `template`."""
 
-    def __init__(self, template: str, /, **values: object) -> None:
+    def __init__(self, template: str, /, **values: Any) -> None:
         super().__init__(template)
         self.template = template
         self.values = values
@@ -58,7 +58,7 @@ class Confirm(GridbotError):
     """Not a failure: the command asks before going on (`Context.confirm`). Nothing is kept;
     the question (`template`) carries a button that runs the command again, confirmed."""
 
-    def __init__(self, template: str, /, **values: object) -> None:
+    def __init__(self, template: str, /, **values: Any) -> None:
         super().__init__(template)
         self.template = template
         self.values = values

@@ -89,7 +89,7 @@ class People:
         names = {a.lower() for a in self.config.admins}
         if person.external_id and person.external_id.lower() in names:
             return True
-        return bool(person.username) and "@" + person.username in names
+        return bool(person.username and "@" + person.username in names)
 
     async def standing(self, db: AsyncSession, person: models.Person) -> Standing:
         """Every role the person holds, in one query: what the access rule and the privacy

@@ -16,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.clock import Clock
+from bot.clock import Clock, ManualClock
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +71,22 @@ class Scheduler:
 
     async def advance_to(self, target: datetime) -> None:
         """Moves a manual clock to `target`, running each job due on the way, in time order."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("only a manual clock is moved by hand")
         while True:
             due = [j for j in self._aps.get_jobs() if j.next_run_time and j.next_run_time <= target]
             if not due:
                 break
             job = min(due, key=lambda j: j.next_run_time)
             fire_time = job.next_run_time
-            if fire_time > self.clock.now():
-                self.clock.set(fire_time)
+            if fire_time > clock.now():
+                clock.set(fire_time)
             following = job.trigger.get_next_fire_time(fire_time, fire_time)
             if following is None:
                 job.remove()
             else:
                 job.modify(next_run_time=following)
             await job.func()
-        if target > self.clock.now():
-            self.clock.set(target)
+        if target > clock.now():
+            clock.set(target)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from bot.api import (
@@ -33,7 +34,7 @@ from bot.api import (
     job,
 )
 from storage import models
-from storage.queries import grid_chats, next_number
+from storage.queries import grid_chats, load, next_number
 
 ACTIVE = ("open", "claimed")
 LIST_LIMIT = 30
@@ -93,6 +94,7 @@ async def claim(ctx: Context, errand: ErrandRef) -> None:
     await ctx.db.refresh(errand)
     if won is None:
         raise await _unavailable(ctx, errand)
+    assert errand.claimed_at is not None  # just set by the claim
     ctx.record(
         "errands", errand.id,
         before={"state": "open", "claimed_by_id": None, "claimed_at": None},
@@ -100,7 +102,7 @@ async def claim(ctx: Context, errand: ErrandRef) -> None:
                "claimed_at": errand.claimed_at.isoformat()},
     )
     ctx.ref(f"E{errand.number}")
-    window = timedelta(minutes=ctx.community.claim_minutes)
+    window = timedelta(minutes=ctx.require_community().claim_minutes)
     ctx.reply("errands/claimed", errand=errand, claimer=ctx.person.label, window=window)
     await _tell_poster(ctx, errand, "errands/told_claimed", claimer=ctx.person.label)
 
@@ -113,7 +115,7 @@ async def done(ctx: Context, errand: ErrandRef, note: Text = "") -> None:
     errand.done_at = errand.closed_at = ctx.now
     errand.done_note = note
     ctx.ref(f"E{errand.number}")
-    claimer = await ctx.db.get(models.Person, errand.claimed_by_id)
+    claimer = await _claimer(ctx.db, errand)
     ctx.reply("errands/done", errand=errand, claimer=claimer.label, by=ctx.person.label)
     await _tell_poster(ctx, errand, "errands/told_done", claimer=claimer.label)
 
@@ -122,7 +124,7 @@ async def done(ctx: Context, errand: ErrandRef, note: Text = "") -> None:
 async def release(ctx: Context, errand: ErrandRef) -> None:
     """Give a claimed errand back to open (the claimer, or a leader)."""
     await _require_claimed(ctx, errand, "release")
-    claimer = await ctx.db.get(models.Person, errand.claimed_by_id)
+    claimer = await _claimer(ctx.db, errand)
     _reopen(errand)
     ctx.ref(f"E{errand.number}")
     line = await _describe(ctx.db, errand, ctx.now)
@@ -207,13 +209,14 @@ async def sweep_claims(jc: JobContext) -> None:
         )
     ).all()
     for community in communities:
-        await _sweep_community(dataclasses.replace(jc, community=community))
+        await _sweep_community(dataclasses.replace(jc, community=community), community)
 
 
-async def _sweep_community(jc: JobContext) -> None:
-    window = timedelta(minutes=jc.community.claim_minutes)
-    for errand in await _claims_since(jc, jc.now - 2 * window):
-        claimer = await jc.db.get(models.Person, errand.claimed_by_id)
+async def _sweep_community(jc: JobContext, community: models.Community) -> None:
+    """`jc` speaks for `community`."""
+    window = timedelta(minutes=community.claim_minutes)
+    for errand in await _claims_since(jc, community, jc.now - 2 * window):
+        claimer = await _claimer(jc.db, errand)
         _reopen(errand)
         chats = await grid_chats(jc.db, errand.grid_id)
         line = await _describe(jc.db, errand, jc.now)
@@ -221,21 +224,22 @@ async def _sweep_community(jc: JobContext) -> None:
             jc.post(chat, "errands/reopened", **_claimable(jc, errand), line=line, by=None)
         jc.tell(claimer, "errands/told_released", origin=_origin(chats, claimer), errand=errand,
                 by=None)
-    for errand in await _claims_since(jc, jc.now - window, unreminded=True):
+    for errand in await _claims_since(jc, community, jc.now - window, unreminded=True):
         errand.reminded_at = jc.now
-        claimer = await jc.db.get(models.Person, errand.claimed_by_id)
+        claimer = await _claimer(jc.db, errand)
         chats = await grid_chats(jc.db, errand.grid_id)
+        assert errand.claimed_at is not None  # selected by it
         jc.tell(claimer, "errands/reminder", origin=_origin(chats, claimer), errand=errand,
                 window=window, reopens_at=errand.claimed_at + 2 * window)
 
 
 async def _claims_since(
-    jc: JobContext, cutoff: datetime, *, unreminded: bool = False
+    jc: JobContext, community: models.Community, cutoff: datetime, *, unreminded: bool = False
 ) -> list[models.Errand]:
-    """This community's errands claimed at or before `cutoff`, locked against a concurrent
+    """The community's errands claimed at or before `cutoff`, locked against a concurrent
     /done (PostgreSQL re-checks the state once the lock is free)."""
     query = select(models.Errand).where(
-        models.Errand.community_id == jc.community.id,
+        models.Errand.community_id == community.id,
         models.Errand.state == "claimed",
         models.Errand.claimed_at <= cutoff,
     )
@@ -283,17 +287,24 @@ async def _require_claimed(ctx: Context, errand: models.Errand, verb: str) -> No
     if errand.state != "claimed":
         raise Reject("errands/closed", errand=errand)
     if errand.claimed_by_id != ctx.person.id and ctx.role < Role.LEADER:
-        claimer = await ctx.db.get(models.Person, errand.claimed_by_id)
+        claimer = await _claimer(ctx.db, errand)
         raise Reject("errands/not_claimer", errand=errand, claimer=claimer.label, verb=verb)
 
 
 async def _unavailable(ctx: Context, errand: models.Errand) -> Reject:
     """Why a claim lost: someone has it (who), or it is closed."""
     if errand.state == "claimed":
-        claimer = await ctx.db.get(models.Person, errand.claimed_by_id)
+        claimer = await _claimer(ctx.db, errand)
         return Reject("errands/taken", errand=errand, claimer=claimer.label,
                       mine=claimer.id == ctx.person.id)
     return Reject("errands/closed", errand=errand)
+
+
+async def _claimer(db: AsyncSession, errand: models.Errand) -> models.Person:
+    """Who holds a claimed errand."""
+    if errand.claimed_by_id is None:
+        raise LookupError(f"errand {errand.id} is {errand.state} without a claimer")
+    return await load(db, models.Person, errand.claimed_by_id)
 
 
 def _reopen(errand: models.Errand) -> None:
@@ -311,7 +322,7 @@ def _claimable(actions: Actions, errand: models.Errand) -> dict:
 
 async def _tell_poster(ctx: Context, errand: models.Errand, template: str, **values) -> None:
     if errand.posted_by_id != ctx.person.id:
-        poster = await ctx.db.get(models.Person, errand.posted_by_id)
+        poster = await load(ctx.db, models.Person, errand.posted_by_id)
         ctx.tell(poster, template, origin=ctx.chat, errand=errand, **values)
 
 

@@ -3,15 +3,15 @@ scheduled job writes."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from sqlalchemy import String, cast, or_, select
 
 from bot.api import ArgError, Context, Converter, Reject, Role, Where, command
-from bot.args import Item
+from bot.args import Item, Numbered
 from storage import models
 
-ITEMS = {
+ITEMS: dict[str, tuple[type[Numbered], str]] = {
     "E": (models.Errand, "errands"),
     "S": (models.Shift, "shifts"),
     "K": (models.KeyPerson, "key_persons"),
@@ -24,7 +24,7 @@ class AnyItem(Converter):
 
     placeholder = "E|S|K"
 
-    async def convert(self, ctx: Context, word: str) -> tuple[str, Any]:
+    async def convert(self, ctx: Context, word: str) -> tuple[str, Numbered]:
         prefix = word[:1].upper()
         if prefix not in ITEMS:
             raise ArgError("any_item", word=word)
@@ -32,7 +32,7 @@ class AnyItem(Converter):
 
 
 @command("history", role=Role.MEMBER, where=Where.COMMUNITY, aliases=("记录",))
-async def history(ctx: Context, item: Annotated[tuple[str, Any], AnyItem()]) -> None:
+async def history(ctx: Context, item: Annotated[tuple[str, Numbered], AnyItem()]) -> None:
     """The audit trail of one item: who did what, when."""
     prefix, row = item
     ref = f"{prefix}{row.number}"

@@ -36,7 +36,7 @@ from bot.api import (
     job,
 )
 from storage import models
-from storage.queries import grid_chats, health_team, next_number
+from storage.queries import grid_chats, health_team, load, next_number
 
 FEVER_AT = 37.3  # °C: a temperature at or above this is an alert
 
@@ -77,7 +77,7 @@ class Symptoms:
         return bool(self.known or self.unknown)
 
     def text(self, lang: str) -> str:
-        names = [SYMPTOMS[key][0 if lang == "zh" else 1] for key in self.known]
+        names = [SYMPTOMS[key][0] if lang == "zh" else SYMPTOMS[key][1] for key in self.known]
         return ("、" if lang == "zh" else ", ").join(names + self.unknown)
 
 
@@ -208,7 +208,8 @@ async def watch_add(
     watcher: PersonRef | None = None,
 ) -> None:
     """Register a key person → K<n>; the group sees only the ID and household."""
-    grid = await ctx.db.get(models.Grid, household.grid_id)
+    community = ctx.require_community()
+    grid = await load(ctx.db, models.Grid, household.grid_id)
     if ctx.grid is not None and grid.id != ctx.grid.id:
         raise Reject("keypersons/household_elsewhere", household=household.code, grid=grid)
     if until is not None and until < ctx.today:
@@ -223,7 +224,7 @@ async def watch_add(
     )
     ctx.db.add(kp)
     ctx.ref(f"K{kp.number}")
-    window = timedelta(minutes=ctx.community.followup_minutes)
+    window = timedelta(minutes=community.followup_minutes)
     ctx.reply("keypersons/added", kp=kp, household=household.code, watcher=watcher.label,
               window=window)
     if watcher.id != ctx.person.id:
@@ -241,13 +242,13 @@ async def watch_assign(ctx: Context, kp: KeyPersonRef, watcher: PersonRef) -> No
     previous = await ctx.db.get(models.Person, kp.watcher_id) if kp.watcher_id else None
     kp.watcher_id = watcher.id
     kp.last_reminded_at = None  # an overdue person is the new watcher's to hear about
-    household = await ctx.db.get(models.Household, kp.household_id)
+    household = await load(ctx.db, models.Household, kp.household_id)
     ctx.ref(f"K{kp.number}")
     ctx.reply("keypersons/assigned", kp=kp, household=household.code, watcher=watcher.label)
     if watcher.id != ctx.person.id:
         ctx.tell(watcher, "keypersons/assigned_to_you", origin=ctx.chat, kp=kp,
                  household=household.code, by=ctx.person.label,
-                 window=timedelta(minutes=ctx.community.followup_minutes))
+                 window=timedelta(minutes=ctx.require_community().followup_minutes))
     if previous is not None and previous.id != ctx.person.id:
         ctx.tell(previous, "keypersons/unassigned", origin=ctx.chat, kp=kp,
                  household=household.code, watcher=watcher.label)
@@ -258,11 +259,11 @@ async def watch_release(ctx: Context, kp: KeyPersonRef) -> None:
     """End the observation of a key person."""
     await _active_here(ctx, kp)
     kp.ended_at = ctx.now
-    household = await ctx.db.get(models.Household, kp.household_id)
+    household = await load(ctx.db, models.Household, kp.household_id)
     ctx.ref(f"K{kp.number}")
     ctx.reply("keypersons/released", kp=kp, household=household.code)
     if kp.watcher_id is not None and kp.watcher_id != ctx.person.id:
-        watcher = await ctx.db.get(models.Person, kp.watcher_id)
+        watcher = await load(ctx.db, models.Person, kp.watcher_id)
         ctx.tell(watcher, "keypersons/released", origin=ctx.chat, kp=kp, household=household.code)
 
 
@@ -293,7 +294,7 @@ async def checkin(
     """Daily follow-up of a key person; 37.3 °C or more, or a symptom, raises an alert."""
     if kp.ended_at is not None:
         raise Reject("keypersons/ended", kp=kp)
-    grid = await ctx.db.get(models.Grid, kp.grid_id)
+    grid = await load(ctx.db, models.Grid, kp.grid_id)
     watcher = await ctx.db.get(models.Person, kp.watcher_id) if kp.watcher_id else None
     # The one value-dependent rule: the watcher, or a leader of the key person's grid.
     if kp.watcher_id != ctx.person.id and (
@@ -306,7 +307,7 @@ async def checkin(
         alert=temp >= FEVER_AT or read.any, by_id=ctx.person.id, at=ctx.now,
     )
     ctx.db.add(row)
-    household = await ctx.db.get(models.Household, kp.household_id)
+    household = await load(ctx.db, models.Household, kp.household_id)
     ctx.ref(f"K{kp.number}")
     told = 0
     if row.alert:
@@ -316,7 +317,8 @@ async def checkin(
         )
     ctx.reply(
         "keypersons/checked_in", kp=kp, household=household.code, checkin=row, told=told,
-        unknown=read.unknown, next_due=ctx.now + timedelta(minutes=ctx.community.followup_minutes),
+        unknown=read.unknown,
+        next_due=ctx.now + timedelta(minutes=ctx.require_community().followup_minutes),
     )
 
 
@@ -332,7 +334,7 @@ async def _active_here(ctx: Context, kp: models.KeyPerson) -> models.Grid:
     """The key person's grid; they must be under observation, and of this chat's grid."""
     if kp.ended_at is not None:
         raise Reject("keypersons/ended", kp=kp)
-    grid = await ctx.db.get(models.Grid, kp.grid_id)
+    grid = await load(ctx.db, models.Grid, kp.grid_id)
     if ctx.grid is not None and grid.id != ctx.grid.id:
         raise Reject("keypersons/elsewhere", kp=kp, grid=grid)
     return grid
@@ -358,7 +360,7 @@ async def hand_back_key_persons(actions: Actions, person: models.Person, grid: m
     for kp in watched:
         kp.watcher_id = None
         kp.last_reminded_at = None
-        household = await actions.db.get(models.Household, kp.household_id)
+        household = await load(actions.db, models.Household, kp.household_id)
         for leader in team:
             actions.tell(leader, "keypersons/no_watcher", origin=chats[0] if chats else None,
                          kp=kp, household=household.code, grid=grid, former=person.label)
@@ -376,7 +378,7 @@ async def sweep_key_persons(jc: JobContext) -> None:
     for f in await follow_ups(jc.db, jc.now):
         kp = f.kp
         if kp.community_id not in communities:
-            communities[kp.community_id] = await jc.db.get(models.Community, kp.community_id)
+            communities[kp.community_id] = await load(jc.db, models.Community, kp.community_id)
         local = dataclasses.replace(jc, community=communities[kp.community_id])
         if kp.until is not None and local.today > kp.until:
             kp.ended_at = jc.now

@@ -8,6 +8,7 @@ the day's praises are a section of each grid's digest.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -81,7 +82,9 @@ async def praise(ctx: Context, person: PersonRef, reason: Text) -> None:
         by_id=ctx.person.id, at=ctx.now,
     ))
     chats = await grid_chats(ctx.db, grid.id)
-    values = {"person": person.label, "grid": grid, "reason": reason, "by": ctx.person.label}
+    values: dict[str, Any] = {  # template values
+        "person": person.label, "grid": grid, "reason": reason, "by": ctx.person.label,
+    }
     for chat in chats:
         if chat.id == ctx.chat.id:
             ctx.reply("publicity/praise", **values)

@@ -143,9 +143,8 @@ async def household_add(
     rooms: Int | None = None,
 ) -> None:
     """Add households by code (3-2-101 3-2-102), or a whole building (3 units=2 floors=6 rooms=2)."""
-    pattern = (units, floors, rooms)
-    if any(v is not None for v in pattern):
-        if None in pattern or len(codes) != 1 or "-" in codes[0]:
+    if units is not None or floors is not None or rooms is not None:
+        if units is None or floors is None or rooms is None or len(codes) != 1 or "-" in codes[0]:
             raise ArgError("building_pattern")
         await _add_households(ctx, _building_codes(codes[0], units, floors, rooms))
         return
@@ -196,13 +195,15 @@ def _codes_from_csv(text: str) -> tuple[list[str], list[int]]:
         return [], []
     header = [cell.strip().lower() for cell in rows[0]]
     code_col = next((i for i, h in enumerate(header) if h in HEADERS_CODE), None)
-    part_cols = [next((i for i, h in enumerate(header) if h in names), None) for names in HEADERS_PARTS]
-    has_header = code_col is not None or None not in part_cols
+    found = [next((i for i, h in enumerate(header) if h in names), None) for names in HEADERS_PARTS]
+    part_cols = [i for i in found if i is not None]
+    has_parts = len(part_cols) == len(HEADERS_PARTS)  # building, unit and room
+    has_header = code_col is not None or has_parts
     codes: list[str] = []
     bad: list[int] = []
     for line, row in enumerate(rows[1:] if has_header else rows, start=2 if has_header else 1):
         cells = [cell.strip() for cell in row]
-        if code_col is None and None not in part_cols:
+        if code_col is None and has_parts:
             try:
                 raw = "-".join(cells[i] for i in part_cols)
             except IndexError:

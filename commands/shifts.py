@@ -48,7 +48,7 @@ from bot.api import (
 )
 from bot.args import Integer
 from storage import models
-from storage.queries import grid_chats, next_number
+from storage.queries import grid_chats, load, next_number
 from storage.types import UTCDateTime
 
 SERIES_MAX = 31  # days in one `repeat=daily` series
@@ -285,7 +285,7 @@ async def swap(ctx: Context, shift: ShiftRef, person: PersonRef) -> None:
         raise Reject("shifts/not_holding", shift=shift, post=post)
     if person.id == ctx.person.id:
         raise Reject("shifts/swap_self", shift=shift)
-    grid = await ctx.db.get(models.Grid, shift.grid_id)
+    grid = await load(ctx.db, models.Grid, shift.grid_id)
     if await ctx.app.people.role(ctx.db, person, ctx.community, grid) < Role.MEMBER:
         raise Reject("shifts/swap_not_member", person=person.label, grid=grid)
     theirs = await _signup_of(ctx.db, shift.id, person.id)
@@ -312,7 +312,7 @@ async def _accept_swap(
     if mine is not None:
         await ctx.db.delete(mine)
         await ctx.db.flush()
-    giver = await ctx.db.get(models.Person, offer.person_id)
+    giver = await load(ctx.db, models.Person, offer.person_id)
     offer.person_id = ctx.person.id
     offer.offered_to_id = None
     offer.at = ctx.now
@@ -331,7 +331,7 @@ async def _open_shift(ctx: Context, shift: models.Shift) -> models.DutyPost:
         other = await ctx.db.get(models.Grid, shift.grid_id)
         raise Reject("shifts/other_grid", shift=shift, grid=other)
     await ctx.db.refresh(shift, with_for_update=True)
-    post = await ctx.db.get(models.DutyPost, shift.post_id)
+    post = await load(ctx.db, models.DutyPost, shift.post_id)
     if shift.starts_at <= ctx.now:
         raise Reject("shifts/started", shift=shift, post=post)
     return post
@@ -376,7 +376,7 @@ async def _move_up(actions: Actions, shift: models.Shift, post: models.DutyPost)
         )
         if first is None:
             break
-        person = await actions.db.get(models.Person, first.person_id)
+        person = await load(actions.db, models.Person, first.person_id)
         problem = await _rest_problem(actions, community, shift, person)
         if problem is not None:
             await actions.db.delete(first)
@@ -506,7 +506,7 @@ async def noshow(ctx: Context, shift: ShiftRef, person: PersonRef) -> None:
         other = await ctx.db.get(models.Grid, shift.grid_id)
         raise Reject("shifts/other_grid", shift=shift, grid=other)
     await ctx.db.refresh(shift, with_for_update=True)
-    post = await ctx.db.get(models.DutyPost, shift.post_id)
+    post = await load(ctx.db, models.DutyPost, shift.post_id)
     if shift.starts_at > ctx.now:
         raise Reject("shifts/noshow_early", shift=shift, post=post)
     row = await _signup_of(ctx.db, shift.id, person.id)
@@ -575,7 +575,7 @@ async def shift_clock(jc: JobContext) -> None:
 
 async def _remind(jc: JobContext, shift: models.Shift, lead: timedelta) -> None:
     shift.reminded_at = jc.now
-    post = await jc.db.get(models.DutyPost, shift.post_id)
+    post = await load(jc.db, models.DutyPost, shift.post_id)
     chats = await grid_chats(jc.db, shift.grid_id)
     for person in await _holders(jc.db, shift.id):
         jc.tell(person, "shifts/reminder", origin=_origin(chats, person), shift=shift, post=post,
@@ -584,7 +584,7 @@ async def _remind(jc: JobContext, shift: models.Shift, lead: timedelta) -> None:
 
 async def _alert_empty(jc: JobContext, shift: models.Shift) -> None:
     """At the start, the grid's leaders (or, with none, the secretaries) hear of empty slots."""
-    post = await jc.db.get(models.DutyPost, shift.post_id)
+    post = await load(jc.db, models.DutyPost, shift.post_id)
     line = await _line(jc.db, shift, post)
     if line.empty == 0:
         return
@@ -665,7 +665,7 @@ async def give_back_shifts(actions: Actions, person: models.Person, grid: models
     await actions.db.flush()
     for shift in freed:
         await actions.db.refresh(shift, with_for_update=True)
-        post = await actions.db.get(models.DutyPost, shift.post_id)
+        post = await load(actions.db, models.DutyPost, shift.post_id)
         await _move_up(actions, shift, post)
 
 
@@ -729,7 +729,7 @@ async def _people_with_role(
 async def _community(actions: Actions, shift: models.Shift) -> models.Community:
     if actions.community is not None and actions.community.id == shift.community_id:
         return actions.community
-    return await actions.db.get(models.Community, shift.community_id)
+    return await load(actions.db, models.Community, shift.community_id)
 
 
 def _origin(chats: list[models.Chat], person: models.Person) -> models.Chat | None:

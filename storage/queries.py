@@ -5,11 +5,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import distinct, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models
+
+Row = TypeVar("Row", bound=models.Base)
+
+
+async def load(db: AsyncSession, model: type[Row], key: int | str | tuple[object, ...]) -> Row:
+    """The row of `model` whose primary key is `key`, which must exist (a foreign key points
+    at it); a missing row is a broken database, not a user's mistake."""
+    row = await db.get(model, key)
+    if row is None:
+        raise LookupError(f"{model.__name__} {key!r} does not exist")
+    return row
 
 
 async def next_number(db: AsyncSession, community_id: int, kind: str) -> int:

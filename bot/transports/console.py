@@ -49,6 +49,7 @@ class ConsoleTransport:
     name = "console"
     capabilities = Capabilities(files=True)
     builtin_admins = frozenset({"admin"})  # COMMANDS.md: the console's `admin`
+    app: App  # given by `start`
 
     def mention(self, word: str) -> tuple[str | None, str | None]:
         """`@wang` is the user typed with `:as wang`."""
@@ -66,7 +67,6 @@ class ConsoleTransport:
         self.chat = "hq"
         self.direct = False
         self.attachment: Attachment | None = None
-        self.app: App | None = None
         self._count = 0  # messages typed
         self._sent = 0  # messages printed
         self._run = uuid.uuid4().hex[:8]  # keeps message ids unique across runs on one database

@@ -108,6 +108,7 @@ class Unavailable(Exception):
 class MatrixTransport:
     name = "matrix"
     builtin_admins: frozenset[str] = frozenset()
+    app: App  # given by `start`
 
     def mention(self, word: str) -> tuple[str | None, str | None]:
         """`@alice:example.org` is a full user id; `@alice` a local name."""
@@ -135,7 +136,6 @@ class MatrixTransport:
             "room": {"timeline": {"limit": TIMELINE_LIMIT}},
             "presence": {"not_types": ["*"]},
         }
-        self.app: App | None = None
         self._token: str | None = None
         # (room, sender) → their last file
         self._files: dict[tuple[str, str], RoomMessageFile | RoomEncryptedFile] = {}

@@ -125,6 +125,7 @@ def telegram_rate_limiter() -> AIORateLimiter:
 class TelegramTransport:
     name = "telegram"
     builtin_admins: frozenset[str] = frozenset()
+    app: App  # given by `start`
 
     def mention(self, word: str) -> tuple[str | None, str | None]:
         """`@123456789` is a numeric user id; `@alice` a username."""
@@ -136,7 +137,6 @@ class TelegramTransport:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.app: App | None = None
         root = config.telegram_api_url
         self.ptb: Application = (
             ApplicationBuilder()
