@@ -383,7 +383,7 @@ class MatrixTransport:
                 return  # an edit: the original was handled already
             reply_to = (relates.get("m.in_reply_to") or {}).get("event_id")
             text = _without_reply_fallback(event.body) if reply_to else event.body
-            attachments = ()
+            attachments: tuple[Attachment, ...] = ()
             if text.lstrip().startswith(("/", "／")):
                 attachments = await self._attachments_for(room_id, event, reply_to)
             await self._dispatch(room_id, event, text, attachments, reply_to=reply_to)
@@ -581,7 +581,7 @@ class MatrixTransport:
                 content["m.relates_to"] = await self._reply_relation(chat, message.reply_to)
             ids.append(await self._send_event(chat, "m.room.message", content, message.key, index))
         if message.file_name:
-            ids.append(await self._send_file(chat, message, encrypted))
+            ids.append(await self._send_file(chat, message.file_name, message, encrypted))
         if message.buttons and ids:
             # The bot reacts first, so people just tap.
             for index, button in enumerate(message.buttons):
@@ -692,14 +692,14 @@ class MatrixTransport:
                 log.warning("matrix: %s: cannot read the line %r", path, line)
         return trusted
 
-    async def _send_file(self, chat: str, message: Outgoing, encrypted: bool) -> str:
+    async def _send_file(self, chat: str, name: str, message: Outgoing, encrypted: bool) -> str:
         data = message.file_data or b""
-        mimetype = mimetypes.guess_type(message.file_name)[0] or "application/octet-stream"
+        mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         keys: dict[str, Any] = {}
 
         async def upload():
             response, file_keys = await self.client.upload(
-                io.BytesIO(data), content_type=mimetype, filename=message.file_name,
+                io.BytesIO(data), content_type=mimetype, filename=name,
                 filesize=len(data), encrypt=encrypted,
             )
             keys.update(file_keys or {})
@@ -707,7 +707,7 @@ class MatrixTransport:
 
         uploaded = await self._call(upload)
         content = {
-            "msgtype": "m.file", "body": message.file_name, "filename": message.file_name,
+            "msgtype": "m.file", "body": name, "filename": name,
             "info": {"size": len(data), "mimetype": mimetype},
         }
         if encrypted:  # the homeserver holds only ciphertext; the key travels in the event

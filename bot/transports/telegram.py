@@ -44,6 +44,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     ContextTypes,
     MessageHandler,
+    Updater,
     filters,
 )
 
@@ -136,11 +137,14 @@ class TelegramTransport:
     )
 
     def __init__(self, config: Config) -> None:
+        if not config.telegram_token:
+            raise ConfigError("the Telegram transport needs GRIDBOT_TELEGRAM_TOKEN")
         self.config = config
+        self.token = config.telegram_token
         root = config.telegram_api_url
         self.ptb: Application = (
             ApplicationBuilder()
-            .token(config.telegram_token)
+            .token(self.token)
             .base_url(f"{root}/bot")
             .base_file_url(f"{root}/file/bot")
             .update_queue(HandOffQueue())
@@ -163,15 +167,21 @@ class TelegramTransport:
         if self.config.telegram_webhook_url:
             await self._start_webhook(self.config.telegram_webhook_url)
         else:
-            await self.ptb.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            await self._updater.start_polling(allowed_updates=ALLOWED_UPDATES)
         await self.ptb.start()
 
     async def stop(self) -> None:
-        if self.ptb.updater.running:
-            await self.ptb.updater.stop()
+        if self._updater.running:
+            await self._updater.stop()
         if self.ptb.running:
             await self.ptb.stop()
         await self.ptb.shutdown()
+
+    @property
+    def _updater(self) -> Updater:
+        updater = self.ptb.updater
+        assert updater is not None  # ApplicationBuilder makes one unless told not to
+        return updater
 
     async def _start_webhook(self, url: str) -> None:
         host, _, port = self.config.telegram_webhook_listen.rpartition(":")
@@ -180,12 +190,12 @@ class TelegramTransport:
                 "GRIDBOT_TELEGRAM_WEBHOOK_LISTEN must be host:port, "
                 f"not {self.config.telegram_webhook_listen!r}"
             )
-        await self.ptb.updater.start_webhook(
+        await self._updater.start_webhook(
             listen=host,
             port=int(port),
             url_path=urlsplit(url).path,
             webhook_url=url,
-            secret_token=webhook_secret(self.config.telegram_token),
+            secret_token=webhook_secret(self.token),
             allowed_updates=ALLOWED_UPDATES,
             # One call at a time: Telegram sends the next update once this one is answered,
             # which is after it has been handled (see HandOffQueue).
@@ -195,10 +205,10 @@ class TelegramTransport:
     # -- incoming ---------------------------------------------------------------------------
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        message = update.message
-        user = message.from_user
-        if user is None:
+        message = update.message  # the handler's filter lets only new messages through
+        if message is None or message.from_user is None:
             return  # a channel post: nobody to act for
+        user = message.from_user
         replied = message.reply_to_message
         await self.app.handle(
             Incoming(
@@ -221,6 +231,8 @@ class TelegramTransport:
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A pressed inline button runs its command as if the presser had typed it there."""
         query = update.callback_query
+        if query is None:
+            return
         try:
             await query.answer()  # stops the button's spinner
         except TelegramError as error:
