@@ -4,7 +4,6 @@ from bot.args import (
     Celsius,
     Choice,
     Clock,
-    Code,
     Converter,
     Date,
     ErrandRef,
@@ -12,7 +11,6 @@ from bot.args import (
     ExistingHousehold,
     Flag,
     GridCode,
-    GridRef,
     Hours,
     HouseholdCode,
     HouseholdRef,
@@ -36,9 +34,10 @@ from bot.registry import REGISTRY, Command, command, digest_section, hand_back, 
 from bot.roles import Role, Where
 
 __all__ = [
-    "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Clock", "Code", "Command", "Confirm",
-    "Context", "Converter", "Date", "ErrandRef", "ExistingGrid", "ExistingHousehold", "Flag", "GridCode", "GridRef", "Hours", "HouseholdCode",
-    "HouseholdRef", "Int", "Interval", "JobContext", "KeyPersonRef", "NewGridCode", "PersonRef",
-    "Private", "Qty", "Refused", "Reject", "Role", "ShiftRef", "Text", "When", "Where", "Zone",
+    "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Clock", "Command", "Confirm",
+    "Context", "Converter", "Date", "ErrandRef", "ExistingGrid", "ExistingHousehold", "Flag",
+    "GridCode", "Hours", "HouseholdCode", "HouseholdRef", "Int", "Interval", "JobContext",
+    "KeyPersonRef", "NewGridCode", "PersonRef", "Private", "Qty", "Refused", "Reject", "Role",
+    "ShiftRef", "Text", "When", "Where", "Zone",
     "command", "convert", "digest_section", "hand_back", "job", "on", "usable_here",
 ]

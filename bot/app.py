@@ -3,7 +3,6 @@ and transports, and runs scheduled jobs."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import importlib
@@ -56,7 +55,6 @@ class App:
         self.outbox = Outbox(self)
         self.dispatcher = Dispatcher(self)
         self.bot_usernames: set[str] = set()  # filled by transports: `/cmd@name` for us
-        self._stopped = asyncio.Event()
 
     async def start(self, transports: Iterable[Transport] = ()) -> None:
         if self.db.is_sqlite:
@@ -82,7 +80,6 @@ class App:
         self.transports.clear()
         self.scheduler.shutdown()
         await self.db.close()
-        self._stopped.set()
 
     async def handle(self, message: Incoming, *, wait_for_delivery: bool = True) -> None:
         """Handles one incoming message. A network transport passes wait_for_delivery=False
@@ -142,9 +139,6 @@ class App:
         """Calls the hooks declared for `event` (e.g. a domain rescheduling its jobs)."""
         for hook in REGISTRY.hooks.get(event, ()):
             await hook(self, **values)
-
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
 
 
 def _instance_id(config: Config) -> str:

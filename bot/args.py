@@ -18,7 +18,7 @@ from difflib import get_close_matches
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.errors import ArgError
 from storage import models
@@ -367,18 +367,12 @@ Clock = Annotated[time, TimeOfDay()]
 Hours = Annotated[tuple[time, time], TimeRange()]
 When = Annotated[datetime, Moment()]
 Zone = Annotated[str, TimeZone()]
-Code = Annotated[str, HouseholdCode()]
 HouseholdRef = Annotated[models.Household, ExistingHousehold()]
 NewGridCode = Annotated[str, GridCode()]
-GridRef = Annotated[models.Grid, ExistingGrid()]
 PersonRef = Annotated[models.Person, Mention()]
 ErrandRef = Annotated[models.Errand, Item("E", models.Errand)]
 ShiftRef = Annotated[models.Shift, Item("S", models.Shift)]
 KeyPersonRef = Annotated[models.KeyPerson, Item("K", models.KeyPerson)]
-
-
-async def count_rows(ctx: Context, query) -> int:
-    return int(await ctx.db.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
 async def convert(ctx: Context, hint: Any, word: str) -> Any:
@@ -442,7 +436,9 @@ class Signature:
 
     def private_values(self, values: dict[str, Any]) -> bool:
         """Whether any parameter marked `Private` was given a value."""
-        return any(p.private is not None and p.private.applies(values.get(p.name)) for p in self.params)
+        return any(
+            p.private is not None and p.private.applies(values.get(p.name)) for p in self.params
+        )
 
     def usage(self) -> str:
         """Positional words, then options, then the free text, as people type them."""

@@ -85,7 +85,9 @@ def _read_toml(path: Path) -> dict[str, object]:
         raise ConfigError(f"GRIDBOT_CONFIG: {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - _KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}")
+        raise ConfigError(
+            f"{path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}"
+        )
     return data
 
 

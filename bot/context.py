@@ -135,7 +135,9 @@ class Actions:
         self._unrendered.append(_Unrendered(row, template, values, self, person=person))
         return row
 
-    def _queue(self, *, file: tuple[str, bytes] | None = None, **fields: Any) -> models.OutboxMessage:
+    def _queue(
+        self, *, file: tuple[str, bytes] | None = None, **fields: Any
+    ) -> models.OutboxMessage:
         row = models.OutboxMessage(
             created_at=self.now,
             lease_owner=self.app.instance_id,
@@ -194,7 +196,8 @@ class Actions:
                 assert item.chat is not None
                 viewer = self.chat_viewer(item.chat)
                 if item.chat.is_direct:
-                    viewer = viewers.get(by_chat.get((item.chat.transport, item.chat.external_id), -1))
+                    key = (item.chat.transport, item.chat.external_id)
+                    viewer = viewers.get(by_chat.get(key, -1))
             item.row.text = item.actions.render(item.template, viewer=viewer, **item.values)
 
 

@@ -54,7 +54,8 @@ class Dispatcher:
         if parsed is None:
             return  # ordinary conversation in the chat
         name, addressed_to, args = parsed
-        if addressed_to and self.app.bot_usernames and addressed_to.lower() not in self.app.bot_usernames:
+        usernames = self.app.bot_usernames
+        if addressed_to and usernames and addressed_to.lower() not in usernames:
             return  # `/cmd@otherbot`
         try:
             ctx = await self._run(msg, name, args)
@@ -250,7 +251,8 @@ class Dispatcher:
     def _explain_refusal(self, ctx: Context, name: str, problem: Refused) -> None:
         seat = self.seat(ctx)
         hint = None
-        if problem.where is Where.GRID and seat.place is Place.GROUP and seat.best_role >= Role.LEADER:
+        in_group = seat.place is Place.GROUP
+        if problem.where is Where.GRID and in_group and seat.best_role >= Role.LEADER:
             hint = "link"  # a leader in a group not linked yet
         elif problem.where is not None and not seat.community:
             hint = "join"  # not in any community yet
@@ -287,7 +289,9 @@ class Dispatcher:
         if removed:
             return
         async with self.app.db.transaction() as db:
-            actions = Actions(app=self.app, db=db, now=self.app.clock.now(), community=ctx.community)
+            actions = Actions(
+                app=self.app, db=db, now=self.app.clock.now(), community=ctx.community
+            )
             # Asked once a day at most: a reminder, not a telling-off at every check-in.
             key, today = f"hint:private-input:{ctx.person.id}", actions.today.isoformat()
             asked = await db.get(models.KeyValue, key)

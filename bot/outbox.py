@@ -193,7 +193,8 @@ class Outbox:
                     .values(error=error)
                 )
                 if row.origin_chat:
-                    notices.append(await self._dm_failed_notice(db, row, people[row.person_id], now))
+                    person = people[row.person_id]
+                    notices.append(await self._dm_failed_notice(db, row, person, now))
         return notices
 
     async def _dm_failed_notice(self, db, row, person: models.Person, now) -> models.OutboxMessage:

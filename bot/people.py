@@ -150,7 +150,9 @@ class Standing:
 
     def home_grid(self, community_id: int) -> int | None:
         """The grid a direct chat acts in: the one joined last in that community."""
-        grids = [m.grid_id for m in self.memberships if m.community_id == community_id and m.grid_id]
+        grids = [
+            m.grid_id for m in self.memberships if m.community_id == community_id and m.grid_id
+        ]
         return grids[-1] if grids else None
 
     def viewer(self) -> Viewer:
@@ -158,6 +160,10 @@ class Standing:
         return Viewer(
             person_id=self.person_id,
             admin=self.admin,
-            secretary_of=frozenset(m.community_id for m in self.memberships if m.role == "secretary"),
-            leader_of=frozenset(m.grid_id for m in self.memberships if m.role == "leader" and m.grid_id),
+            secretary_of=frozenset(
+                m.community_id for m in self.memberships if m.role == "secretary"
+            ),
+            leader_of=frozenset(
+                m.grid_id for m in self.memberships if m.role == "leader" and m.grid_id
+            ),
         )

@@ -39,7 +39,8 @@ class Command:
 
     @property
     def summary(self) -> str:
-        return (self.function.__doc__ or "").strip().splitlines()[0] if self.function.__doc__ else ""
+        doc = self.function.__doc__
+        return doc.strip().splitlines()[0] if doc else ""
 
 
 @dataclass

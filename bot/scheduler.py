@@ -13,7 +13,6 @@ from datetime import UTC, datetime, time, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.clock import Clock, ManualClock
@@ -41,7 +40,8 @@ class Scheduler:
 
     def every(self, job_id: str, interval: timedelta, function: JobFunction) -> None:
         start = self.clock.now() + interval
-        self._add(job_id, IntervalTrigger(seconds=interval.total_seconds(), start_date=start), function)
+        trigger = IntervalTrigger(seconds=interval.total_seconds(), start_date=start)
+        self._add(job_id, trigger, function)
 
     def daily(self, job_id: str, at: time, tz: str, function: JobFunction) -> None:
         """Runs `function` every day at `at` in time zone `tz`; scheduling the same again is a
@@ -50,17 +50,6 @@ class Scheduler:
             return
         self._daily[job_id] = (at, tz)
         self._add(job_id, CronTrigger(hour=at.hour, minute=at.minute, timezone=tz), function)
-
-    def once(self, job_id: str, when: datetime, function: JobFunction) -> None:
-        self._add(job_id, DateTrigger(run_date=when), function)
-
-    def remove(self, job_id: str) -> None:
-        if self._aps.get_job(job_id):
-            self._aps.remove_job(job_id)
-
-    def next_run(self, job_id: str) -> datetime | None:
-        job = self._aps.get_job(job_id)
-        return job.next_run_time if job else None
 
     def _add(self, job_id: str, trigger, function: JobFunction) -> None:
         # The first run is computed from our clock, not the machine's.

@@ -305,7 +305,9 @@ class GridWelfare:
 
 
 @digest_section("welfare", order=80, template="care/digest", scope="community")
-async def digest(actions: Actions, grids: list[models.Grid], since: datetime, until: datetime) -> dict:
+async def digest(
+    actions: Actions, grids: list[models.Grid], since: datetime, until: datetime
+) -> dict:
     """Per grid: how many answered after duty, the average score, how many at 1–2 — each
     person's latest answer of the period once. Strained grids first; grids with fewer than
     MIN_ANSWERS answers show only the count. Never a name, a single score or a note."""

@@ -9,7 +9,9 @@ The section contract
 A domain declares a section next to the data it owns:
 
     @digest_section("errands", order=30, template="errands/digest")
-    async def section(actions: Actions, grid: models.Grid, since: datetime, until: datetime) -> dict:
+    async def section(
+        actions: Actions, grid: models.Grid, since: datetime, until: datetime
+    ) -> dict:
         ...
         return {"urgency": len(open_errands), "errands": open_errands}
 
@@ -100,7 +102,9 @@ async def digest(ctx: Context) -> None:
         scope = ctx.require_grid()
         grids = [scope]
     parts = await gather(ctx, grids, since=ctx.now - DAY, until=ctx.now)
-    overview = [] if scope else await gather_community(ctx, grids, since=ctx.now - DAY, until=ctx.now)
+    overview = (
+        [] if scope else await gather_community(ctx, grids, since=ctx.now - DAY, until=ctx.now)
+    )
     _post(ctx, ctx.chat, parts, overview, scope=scope, on_demand=True, day=ctx.today, late=False,
           due=ctx.now)
 
@@ -150,7 +154,9 @@ async def _record_sent(jc: JobContext, community: models.Community, day: date, l
         return False
     try:
         async with jc.db.begin_nested():
-            jc.db.add(models.DigestSent(community_id=community.id, day=day, sent_at=jc.now, late=late))
+            jc.db.add(
+                models.DigestSent(community_id=community.id, day=day, sent_at=jc.now, late=late)
+            )
     except IntegrityError:
         return False
     return True
@@ -169,7 +175,8 @@ async def gather(
         for section in REGISTRY.digest_sections:
             if section.scope != "grid":
                 continue
-            part.sections.append((section, await _section_values(actions, section, grid, since, until)))
+            values = await _section_values(actions, section, grid, since, until)
+            part.sections.append((section, values))
         parts.append(part)
     return sorted(parts, key=lambda p: -p.urgency)  # stable: equal urgency keeps grid order
 
@@ -238,7 +245,9 @@ def _render_section(
 async def _grids(actions: Actions, community: models.Community) -> list[models.Grid]:
     return list(
         await actions.db.scalars(
-            select(models.Grid).where(models.Grid.community_id == community.id).order_by(models.Grid.code)
+            select(models.Grid)
+            .where(models.Grid.community_id == community.id)
+            .order_by(models.Grid.code)
         )
     )
 
@@ -270,7 +279,9 @@ async def sync_schedules(jc: JobContext) -> None:
 async def schedule_all(app: App) -> None:
     """Schedules every community's digest, and sends the last one if it was missed while down."""
     async with app.db.transaction() as db:
-        communities = (await db.scalars(select(models.Community).order_by(models.Community.id))).all()
+        communities = (
+            await db.scalars(select(models.Community).order_by(models.Community.id))
+        ).all()
     for community in communities:
         schedule(app, community)
         await app.run_job(partial(send_due, community_id=community.id))

@@ -128,7 +128,8 @@ async def release(ctx: Context, errand: ErrandRef) -> None:
     _reopen(errand)
     ctx.ref(f"E{errand.number}")
     line = await _describe(ctx.db, errand, ctx.now)
-    ctx.post(ctx.chat, "errands/reopened", **_claimable(ctx, errand), line=line, by=ctx.person.label)
+    ctx.post(ctx.chat, "errands/reopened", **_claimable(ctx, errand), line=line,
+             by=ctx.person.label)
     if claimer.id != ctx.person.id:
         ctx.tell(claimer, "errands/told_released", origin=ctx.chat, errand=errand,
                  by=ctx.person.label)
@@ -143,7 +144,7 @@ async def cancel(ctx: Context, errand: ErrandRef) -> None:
         raise Reject("errands/closed", errand=errand)
     if errand.posted_by_id != ctx.person.id and ctx.role < Role.LEADER:
         raise Reject("errands/not_poster", errand=errand)
-    claimer = await ctx.db.get(models.Person, errand.claimed_by_id) if errand.claimed_by_id else None
+    claimer = await _claimer(ctx.db, errand) if errand.claimed_by_id else None
     errand.state = "cancelled"
     errand.closed_at = ctx.now
     ctx.ref(f"E{errand.number}")
@@ -163,7 +164,8 @@ async def errands(ctx: Context, which: Which | None = None) -> None:
         conditions.append(models.Errand.state.in_(ACTIVE))
     if which == "mine":
         conditions.append(or_(
-            models.Errand.claimed_by_id == ctx.person.id, models.Errand.posted_by_id == ctx.person.id
+            models.Errand.claimed_by_id == ctx.person.id,
+            models.Errand.posted_by_id == ctx.person.id,
         ))
     total = await _count(ctx.db, *conditions)
     lines = await _lines(ctx.db, ctx.now, *conditions, newest_first=which == "all")

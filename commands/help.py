@@ -38,7 +38,9 @@ async def help_(ctx: Context, command: str = "") -> None:
             {"usage": c.usage, "summary": summaries.get(c.name, c.summary), "role": c.role.key}
             for c in group.values()
         ],
-        aliases=sorted(a for a, g in REGISTRY.aliases.items() if g in (name, REGISTRY.aliases.get(name))),
+        aliases=sorted(
+            a for a, g in REGISTRY.aliases.items() if g in (name, REGISTRY.aliases.get(name))
+        ),
     )
 
 

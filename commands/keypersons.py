@@ -383,8 +383,8 @@ async def sweep_key_persons(jc: JobContext) -> None:
         if kp.until is not None and local.today > kp.until:
             kp.ended_at = jc.now
             if f.watcher is not None:
-                local.tell(f.watcher, "keypersons/observation_over", origin=await _grid_chat(jc, kp),
-                           kp=kp, household=f.household)
+                local.tell(f.watcher, "keypersons/observation_over",
+                           origin=await _grid_chat(jc, kp), kp=kp, household=f.household)
             continue
         if not f.overdue or f.watcher is None:
             continue

@@ -43,7 +43,9 @@ async def announce(ctx: Context, text: Text) -> None:
     # The preview: what will be posted, where, and which grids it cannot reach.
     ctx.confirm("publicity/preview", community=community, text=text, chats=len(rows),
                 grids=_codes(rows), unlinked=unlinked, button=ctx.render("publicity/send_button"))
-    ctx.db.add(models.Announcement(community_id=community.id, text=text, by_id=ctx.person.id, at=ctx.now))
+    ctx.db.add(models.Announcement(
+        community_id=community.id, text=text, by_id=ctx.person.id, at=ctx.now
+    ))
     for chat, _ in rows:
         ctx.post(chat, "publicity/announcement", pin=True, community=community, text=text)
     ctx.reply("publicity/announced", chats=len(rows), grids=_codes(rows), unlinked=unlinked)
@@ -97,7 +99,9 @@ async def praise(ctx: Context, person: PersonRef, reason: Text) -> None:
         ctx.tell(person, "publicity/praise_told", origin=origin, **values)
 
 
-async def _praised_grid(ctx: Context, community: models.Community, person: models.Person) -> models.Grid:
+async def _praised_grid(
+    ctx: Context, community: models.Community, person: models.Person
+) -> models.Grid:
     """The grid the praise belongs to: the person must be a member of a grid (a leader's own
     grid, for a leader); this chat's grid first when they belong to several."""
     grids = (

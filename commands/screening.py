@@ -206,7 +206,8 @@ async def screen(
         )
     ctx.reply(
         "screening/screened", household=household.code, status=status, people=people,
-        again=bool(again), corrected=corrected, fever=fever, told=told, coverage=await grid_coverage(ctx.db, grid),
+        again=bool(again), corrected=corrected, fever=fever, told=told,
+        coverage=await grid_coverage(ctx.db, grid),
     )
 
 

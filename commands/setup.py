@@ -64,7 +64,9 @@ async def grid_add(ctx: Context, code: NewGridCode, name: Text) -> None:
     """Create a grid."""
     community = ctx.require_community()
     exists = await ctx.db.scalar(
-        select(models.Grid).where(models.Grid.community_id == community.id, models.Grid.code == code)
+        select(models.Grid).where(
+            models.Grid.community_id == community.id, models.Grid.code == code
+        )
     )
     if exists:
         raise Reject("setup/grid_exists", code=code)
@@ -142,7 +144,7 @@ async def household_add(
     floors: Int | None = None,
     rooms: Int | None = None,
 ) -> None:
-    """Add households by code (3-2-101 3-2-102), or a whole building (3 units=2 floors=6 rooms=2)."""
+    """Add households by code (3-2-101 3-2-102) or a whole building (3 units=2 floors=6 rooms=2)."""
     if units is not None or floors is not None or rooms is not None:
         if units is None or floors is None or rooms is None or len(codes) != 1 or "-" in codes[0]:
             raise ArgError("building_pattern")
@@ -184,7 +186,9 @@ async def household_import(ctx: Context) -> None:
 
 
 HEADERS_CODE = {"household", "code", "户号", "住户", "门牌"}
-HEADERS_PARTS = (("building", "楼栋", "楼号", "栋"), ("unit", "单元"), ("room", "房号", "室", "房间"))
+HEADERS_PARTS = (
+    ("building", "楼栋", "楼号", "栋"), ("unit", "单元"), ("room", "房号", "室", "房间"),
+)
 
 
 def _codes_from_csv(text: str) -> tuple[list[str], list[int]]:
@@ -219,7 +223,9 @@ def _codes_from_csv(text: str) -> tuple[list[str], list[int]]:
     return codes, bad
 
 
-async def _add_households(ctx: Context, codes: list[str], bad_rows: list[int] | None = None) -> None:
+async def _add_households(
+    ctx: Context, codes: list[str], bad_rows: list[int] | None = None
+) -> None:
     community = ctx.require_community()
     grid = ctx.require_grid()
     wanted = list(dict.fromkeys(codes))  # keeps order, drops repeats
@@ -244,7 +250,9 @@ async def _add_households(ctx: Context, codes: list[str], bad_rows: list[int] | 
     )
     await ctx.db.flush()
     total = await ctx.db.scalar(
-        select(func.count()).select_from(models.Household).where(models.Household.grid_id == grid.id)
+        select(func.count())
+        .select_from(models.Household)
+        .where(models.Household.grid_id == grid.id)
     )
     ctx.reply(
         "setup/households_added",
@@ -272,7 +280,8 @@ async def role(
         select(models.Membership).where(
             models.Membership.community_id == community.id,
             models.Membership.person_id == person.id,
-            models.Membership.grid_id.is_(None) if grid is None else models.Membership.grid_id == grid.id,
+            models.Membership.grid_id.is_(None) if grid is None
+            else models.Membership.grid_id == grid.id,
         )
     )
     # A leader sets members of their own grid; leaders and secretaries are the secretary's.
@@ -323,7 +332,9 @@ async def _grids_without_role(
         models.Membership.person_id == person.id, models.Membership.grid_id.is_not(None)
     )
     return list(await ctx.db.scalars(
-        select(models.Grid).where(models.Grid.community_id == community.id, models.Grid.id.not_in(kept))
+        select(models.Grid).where(
+            models.Grid.community_id == community.id, models.Grid.id.not_in(kept)
+        )
     ))
 
 

@@ -169,7 +169,9 @@ async def shift_add(
     repeat: Repeat | None = None,
     until: Date | None = None,
 ) -> None:
-    """Add a shift on a post (22:00-06:00 runs past midnight); repeat=daily until=<date> adds one a day."""
+    """Add a shift on a post (22:00-06:00 runs past midnight).
+
+    repeat=daily until=<date> adds one a day."""
     grid = ctx.require_grid()
     start, end = hours
     if start == end:
@@ -463,7 +465,9 @@ def _overlap(shift: models.Shift, start: datetime, end: datetime) -> float:
 
 @command("shifts", role=Role.MEMBER, where=Where.COMMUNITY, aliases=("值班表", "值班"))
 async def shifts(ctx: Context, which: Which | None = None) -> None:
-    """Shifts with filled/total slots, empty ones marked: upcoming (default), today, tomorrow, week, mine."""
+    """Shifts with filled/total slots, empty ones marked.
+
+    Which: upcoming (default), today, tomorrow, week, mine."""
     community = ctx.require_community()
     conditions = [models.Shift.community_id == community.id]
     if ctx.grid is not None and which != "mine":

@@ -31,7 +31,9 @@ class Database:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=20)
             _tune_sqlite(self.engine)
         else:
-            self.engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.engine = create_async_engine(
+                url, pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time. Within this process, writers queue here in order
         # instead of in SQLite's busy handler, which sleeps in growing steps and so turns a

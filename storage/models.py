@@ -519,7 +519,8 @@ class OutboxMessage(Base):
 
 
 class PostedMessage(Base):
-    """A message the bot sent with buttons, so a reaction to it (Matrix) runs the button's command."""
+    """A message the bot sent with buttons, so that a reaction to it (Matrix) runs the
+    button's command."""
 
     __tablename__ = "posted_messages"
     __table_args__ = (UniqueConstraint("transport", "chat", "message"),)

@@ -58,10 +58,14 @@ class GridSummary:
 async def grid_summaries(db: AsyncSession, community: models.Community) -> list[GridSummary]:
     grids = (
         await db.scalars(
-            select(models.Grid).where(models.Grid.community_id == community.id).order_by(models.Grid.code)
+            select(models.Grid)
+            .where(models.Grid.community_id == community.id)
+            .order_by(models.Grid.code)
         )
     ).all()
-    households = await _count_by_grid(db, models.Household.grid_id, models.Household.id, community.id)
+    households = await _count_by_grid(
+        db, models.Household.grid_id, models.Household.id, community.id
+    )
     members = await _count_by_grid(
         db, models.Membership.grid_id, models.Membership.person_id, community.id,
         models.Membership.role.in_(("member", "leader")),
@@ -70,7 +74,9 @@ async def grid_summaries(db: AsyncSession, community: models.Community) -> list[
     screened = dict(
         (
             await db.execute(
-                select(models.Screening.grid_id, func.count(distinct(models.Screening.household_id)))
+                select(
+                    models.Screening.grid_id, func.count(distinct(models.Screening.household_id))
+                )
                 .join(models.Grid, models.Grid.id == models.Screening.grid_id)
                 .where(
                     models.Screening.community_id == community.id,

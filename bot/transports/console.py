@@ -132,7 +132,8 @@ class ConsoleTransport:
                 data = await asyncio.to_thread(_read_file, rest)
                 self.attachment = Attachment(name=os.path.basename(rest), data=data)
             else:
-                self._note(f"unknown directive :{text.strip()} (use :as :in :dm :clock :wait :attach)")
+                self._note(f"unknown directive :{text.strip()}"
+                           " (use :as :in :dm :clock :wait :attach)")
         except (ArgError, ValueError, OSError) as error:
             self._note(f"bad directive :{text.strip()} ({getattr(error, 'template', error)})")
 
@@ -152,7 +153,8 @@ class ConsoleTransport:
         while True:
             await asyncio.sleep(1)
             now = loop.time()
-            await self.app.scheduler.advance_to(self.app.clock.now() + timedelta(seconds=now - last))
+            moved = timedelta(seconds=now - last)
+            await self.app.scheduler.advance_to(self.app.clock.now() + moved)
             last = now
 
     def _note(self, text: str) -> None:

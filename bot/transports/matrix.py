@@ -457,7 +457,10 @@ class MatrixTransport:
                 replied.event, RoomMessageFile | RoomEncryptedFile
             ):
                 return (await self._download(replied.event),)
-        if recent is not None and command.server_timestamp - recent.server_timestamp <= FILE_WINDOW_MS:
+        if (
+            recent is not None
+            and command.server_timestamp - recent.server_timestamp <= FILE_WINDOW_MS
+        ):
             return (await self._download(recent),)
         return ()
 
@@ -489,7 +492,9 @@ class MatrixTransport:
         key = event.key.replace(VARIATION_SELECTOR, "")
         for button in posted.buttons if posted else ():
             if _reaction_key(button).replace(VARIATION_SELECTOR, "") == key:
-                await self._dispatch(room_id, event, button["command"], (), reply_to=event.reacts_to)
+                await self._dispatch(
+                    room_id, event, button["command"], (), reply_to=event.reacts_to
+                )
                 return
 
     async def _dispatch(
@@ -528,7 +533,8 @@ class MatrixTransport:
             return None
         return {
             e["state_key"] for e in state.events
-            if e.get("type") == "m.room.member" and e["content"].get("membership") in ("join", "invite")
+            if e.get("type") == "m.room.member"
+            and e["content"].get("membership") in ("join", "invite")
         }
 
     async def _direct_room(self, user: str, dm_chat: str | None) -> str:
@@ -585,7 +591,9 @@ class MatrixTransport:
         if message.buttons and ids:
             # The bot reacts first, so people just tap.
             for index, button in enumerate(message.buttons):
-                relation = {"rel_type": "m.annotation", "event_id": ids[-1], "key": _reaction_key(button)}
+                relation = {
+                    "rel_type": "m.annotation", "event_id": ids[-1], "key": _reaction_key(button)
+                }
                 await self._send_event(chat, "m.reaction", {"m.relates_to": relation},
                                        message.key, f"react{index}")
         if message.pin and ids:
@@ -719,7 +727,9 @@ class MatrixTransport:
     async def _pin(self, chat: str, event_id: str) -> None:
         """Best effort: the bot may lack the power to pin; the message is out either way."""
         try:
-            current = await self._call(self.client.room_get_state_event, chat, "m.room.pinned_events")
+            current = await self._call(
+                self.client.room_get_state_event, chat, "m.room.pinned_events"
+            )
             pinned = list(current.content.get("pinned", []))
         except CannotDeliver:  # nothing pinned yet
             pinned = []
