@@ -178,7 +178,8 @@ async def measure(workdir: Path, grids: int, rounds: int, burst: int) -> None:
             [c.at for c in api.calls() if chat_of(c) == chat and c.method in MESSAGES], 60.0
         ) for chat in chats)
         per_group_calls = max(
-            most_in_window([c.at for c in api.calls() if chat_of(c) == chat], 60.0) for chat in chats
+            most_in_window([c.at for c in api.calls() if chat_of(c) == chat], 60.0)
+            for chat in chats
         )
     report(grids, rounds_measured, burst, burst_seconds, per_group, per_group_calls,
            statistics.median(idle), other)

@@ -43,7 +43,9 @@ class NullTransport(BaseTransport):
 
 
 def message(text: str, chat: str = "g1chat", sender: str = "admin") -> Incoming:
-    return Incoming(transport="console", chat=chat, sender=sender, text=text, sender_username=sender)
+    return Incoming(
+        transport="console", chat=chat, sender=sender, text=text, sender_username=sender
+    )
 
 
 async def pipeline(workdir: Path, commands: int, rate: float) -> tuple[float, list[float]]:

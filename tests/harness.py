@@ -56,7 +56,10 @@ def parse_blocks(raw: str) -> Output:
             continue
         body: list[str] = []
         i += 1
-        while i < len(lines) and not (lines[i] == "" and (i + 1 >= len(lines) or BLOCK.match(lines[i + 1]) or lines[i + 1] == "")):
+        while i < len(lines) and not (
+            lines[i] == ""
+            and (i + 1 >= len(lines) or BLOCK.match(lines[i + 1]) or lines[i + 1] == "")
+        ):
             body.append(lines[i])
             i += 1
         out.append(Block(chat=match["chat"], text="\n".join(body)))
@@ -75,8 +78,12 @@ class ConsoleBot:
 
     async def start(self, clock: str | None = None) -> Output:
         """Starts the bot; `clock` (or the constructor's `start`) is the first `:clock` line."""
-        first, manual = first_lines_and_clock(io.StringIO(f":clock {clock or self.start_at}\n"), self.config.tz)
-        self.console = ConsoleTransport(stdin=io.StringIO(""), stdout=self.stdout, workdir=self.workdir)
+        first, manual = first_lines_and_clock(
+            io.StringIO(f":clock {clock or self.start_at}\n"), self.config.tz
+        )
+        self.console = ConsoleTransport(
+            stdin=io.StringIO(""), stdout=self.stdout, workdir=self.workdir
+        )
         self.app = App(self.config, clock=manual)
         mark = self.stdout.tell()
         await self.app.start([self.console])

@@ -161,7 +161,9 @@ async def test_a_person_in_two_communities_is_asked_which(community):
     assert numbers == [("幸福里", 1)]
 
 
-@pytest.mark.parametrize("words", ["没有症状", "无异常", "良好", "好", "normal", "-", "OK", "无 正常"])
+@pytest.mark.parametrize(
+    "words", ["没有症状", "无异常", "良好", "好", "normal", "-", "OK", "无 正常"]
+)
 async def test_everyday_ways_to_say_fine_raise_no_alert(community, words):
     bot = community
     await bot.say(":as wang", ":dm", "/watch add 3-1-102 张三 close-contact")

@@ -9,11 +9,15 @@ from storage import models
 
 async def announcements(bot) -> list[str]:
     async with bot.app.db.transaction() as db:
-        return list(await db.scalars(select(models.Announcement.text).order_by(models.Announcement.id)))
+        return list(
+            await db.scalars(select(models.Announcement.text).order_by(models.Announcement.id))
+        )
 
 
 async def test_the_sender_sees_a_preview_and_nothing_is_sent_yet(community):
-    out = await community.say(":as admin", ":in hq", "/announce 今晚 8 点起暂停聚集，请大家互相转告")
+    out = await community.say(
+        ":as admin", ":in hq", "/announce 今晚 8 点起暂停聚集，请大家互相转告"
+    )
     assert out.chats() == ["hq"]
     [preview] = out.texts("hq")
     assert "公告预览（尚未发送）" in preview
@@ -33,7 +37,9 @@ async def test_confirmed_announcement_reaches_every_grid_chat_pinned(community):
     assert "2 个网格群" in reply and "g1、g2" in reply and "未送达" not in reply
     assert await announcements(community) == ["今晚 8 点起暂停聚集，请大家互相转告"]
     async with community.app.db.transaction() as db:
-        pinned = await db.scalars(select(models.OutboxMessage.chat).where(models.OutboxMessage.pin.is_(True)))
+        pinned = await db.scalars(
+            select(models.OutboxMessage.chat).where(models.OutboxMessage.pin.is_(True))
+        )
         assert sorted(pinned) == ["g1chat", "g2chat"]
 
 
@@ -86,7 +92,9 @@ async def test_announce_without_text_shows_the_usage_and_no_preview(community):
 
 
 async def test_announce_with_no_grid_chat_linked_is_refused(bot):
-    out = await bot.say(":as admin", ":in hq", "/community 新社区", "/grid add g1 一网格", "/announce 通知")
+    out = await bot.say(
+        ":as admin", ":in hq", "/community 新社区", "/grid add g1 一网格", "/announce 通知"
+    )
     assert "还没有绑定到网格的群聊" in out.texts("hq")[-1]
     out = await bot.say("/announce 通知 confirm")
     assert "还没有绑定到网格的群聊" in out.texts("hq")[-1]

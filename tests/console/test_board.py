@@ -55,7 +55,9 @@ async def seed_records(bot) -> None:
         # Last Sunday evening: before the week, inside the month.
         await seed_shift(db, g1, gate, "2026-02-08T18:00", "2026-02-08T22:00", {wang: "slot"}, lead)
         # Another grid's shift: zhao's hours count on g2's board only.
-        await seed_shift(db, g2, patrol, "2026-02-10T05:00", "2026-02-10T08:00", {zhao: "slot"}, lead)
+        await seed_shift(
+            db, g2, patrol, "2026-02-10T05:00", "2026-02-10T08:00", {zhao: "slot"}, lead
+        )
         # A screening late last Sunday and an errand done in January: outside the week.
         home = await db.scalar(select(models.Household).where(models.Household.code == "3-2-601"))
         db.add(models.Screening(

@@ -80,7 +80,10 @@ async def residents(actions, grid, since, until) -> dict:
 
 
 # A blank line inside a section must not survive (it would be a split point).
-RESIDENTS = "测试居民 {{ grid.code }}\n\n{{ name | private(about) }} {{ temp | private(about) }} {{ hours | num }}h\n"
+RESIDENTS = (
+    "测试居民 {{ grid.code }}\n\n"
+    "{{ name | private(about) }} {{ temp | private(about) }} {{ hours | num }}h\n"
+)
 
 
 async def quiet(actions, grid, since, until) -> dict:
@@ -162,10 +165,12 @@ async def test_digest_in_english(evening, two_sections):
 
 async def test_long_digest_splits_only_at_section_boundaries(evening, sections):
     async def long(actions, grid, since, until):
-        return {"urgency": 1, "lines": [f"{grid.code} 第 {n} 行：3-1-{100 + n} 待跟进事项" for n in range(40)]}
+        lines = [f"{grid.code} 第 {n} 行：3-1-{100 + n} 待跟进事项" for n in range(40)]
+        return {"urgency": 1, "lines": lines}
 
     for n in range(3):
-        sections(f"long{n}", n, long, f"长段落 {n}\n{{% for l in lines %}}\n{{{{ l }}}}\n{{% endfor %}}\n")
+        template = f"长段落 {n}\n{{% for l in lines %}}\n{{{{ l }}}}\n{{% endfor %}}\n"
+        sections(f"long{n}", n, long, template)
     out = await evening.say(":clock 2026-02-10T20:00")
     [hq] = daily(out, "hq")
     assert len(hq) > 4096
@@ -274,7 +279,9 @@ async def test_secretary_gets_the_whole_community_on_demand(evening, two_section
     assert len(daily(out, "hq")) == 1
 
 
-async def test_secretary_in_a_grid_chat_gets_the_community_without_private_details(evening, two_sections):
+async def test_secretary_in_a_grid_chat_gets_the_community_without_private_details(
+    evening, two_sections
+):
     out = await evening.say(":as admin", ":in g1chat", "/digest")
     [text] = out.texts("g1chat")
     assert "▌g1" in text and "▌g2" in text
@@ -322,7 +329,9 @@ async def seed(bot) -> None:
         grid = await db.scalar(select(models.Grid).where(models.Grid.code == "g1"))
         homes = {h.code: h for h in await db.scalars(select(models.Household))}
         wang = await db.scalar(select(models.Person).where(models.Person.username == "wang"))
-        common = {"community_id": grid.community_id, "grid_id": grid.id, "by_id": wang.id, "at": now}
+        common = {
+            "community_id": grid.community_id, "grid_id": grid.id, "by_id": wang.id, "at": now
+        }
         db.add(models.Screening(household_id=homes["3-1-101"].id, round_no=1, status="ok",
                                 people=3, temperature=36.5, **common))
         db.add(models.Screening(household_id=homes["3-1-102"].id, round_no=1, status="fever",
@@ -336,7 +345,8 @@ async def seed(bot) -> None:
         )
         overdue = models.KeyPerson(
             community_id=grid.community_id, number=await next_number(db, grid.community_id, "K"),
-            grid_id=grid.id, household_id=homes["3-2-202"].id, name="李四光", reason="close-contact",
+            grid_id=grid.id, household_id=homes["3-2-202"].id, name="李四光",
+            reason="close-contact",
             started_at=now - timedelta(days=2), watcher_id=wang.id, created_by_id=wang.id,
         )
         db.add_all([alerted, overdue])

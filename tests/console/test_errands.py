@@ -80,8 +80,12 @@ async def test_group_shows_the_household_and_never_the_poster(community):
 async def test_claim_button_is_stored_for_transports_that_show_buttons(community):
     await post_errand(community)
     async with community.app.db.transaction() as db:
-        message = await db.scalar(select(models.OutboxMessage).where(models.OutboxMessage.ref == "E1"))
-        posted = await db.scalar(select(models.PostedMessage).where(models.PostedMessage.ref == "E1"))
+        message = await db.scalar(
+            select(models.OutboxMessage).where(models.OutboxMessage.ref == "E1")
+        )
+        posted = await db.scalar(
+            select(models.PostedMessage).where(models.PostedMessage.ref == "E1")
+        )
     assert message.buttons == [{"label": "认领", "command": "/claim E1", "emoji": "✋"}]
     assert posted is not None and posted.buttons == message.buttons
 

@@ -14,7 +14,9 @@ async def praises(bot) -> list[tuple[str, str, str, str]]:
     by = aliased(models.Person)
     async with bot.app.db.transaction() as db:
         rows = await db.execute(
-            select(models.Person.external_id, models.Grid.code, by.external_id, models.Praise.reason)
+            select(
+                models.Person.external_id, models.Grid.code, by.external_id, models.Praise.reason
+            )
             .join(models.Praise, models.Praise.person_id == models.Person.id)
             .join(models.Grid, models.Grid.id == models.Praise.grid_id)
             .join(by, by.id == models.Praise.by_id)
@@ -86,7 +88,9 @@ async def test_members_cannot_praise_and_nobody_praises_themselves(community):
 async def test_praise_in_english(community):
     await community.say(":as admin", ":in hq", "/set lang en")
     out = await community.say(":as lead", ":in g1chat", "/praise @wang Guarded the north gate")
-    assert out.texts("g1chat") == ["🌟 Praise for @wang (g1 一网格)\nGuarded the north gate\n— @lead"]
+    assert out.texts("g1chat") == [
+        "🌟 Praise for @wang (g1 一网格)\nGuarded the north gate\n— @lead"
+    ]
     assert "@lead praised you" in out.text("dm:wang")
 
 

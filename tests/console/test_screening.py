@@ -62,7 +62,9 @@ async def test_coverage_lists_lagging_buildings_first_and_the_key_persons(commun
 async def test_a_fever_screening_alerts_leaders_and_secretary_by_direct_message(community):
     bot = community
     await bot.say(":as admin", ":in g2chat", "/role @zhou leader")  # another grid's leader
-    out = await bot.say(":as wang", ":in g1chat", "/screen 3-1-102 fever people=2 temp=38.4 张三发烧")
+    out = await bot.say(
+        ":as wang", ":in g1chat", "/screen 3-1-102 fever people=2 temp=38.4 张三发烧"
+    )
     # dm:wang: a temperature typed in the group, so wang is asked to use a direct chat.
     assert sorted(out.chats()) == ["dm:admin", "dm:lead", "dm:wang", "g1chat"]
     assert "私聊" in out.text("dm:wang") and "38.4" not in out.text("dm:wang")

@@ -47,7 +47,8 @@ async def test_grid_add_refuses_duplicates_bad_codes_and_non_secretaries(communi
     out = await community.say(":in hq", "/grid add g1 重复")
     assert "网格 g1 已存在" in out.text()
     out = await community.say("/grid add g!x 坏代码")
-    assert "网格代码「…」无效" in out.text() and "g!x" not in out.text() and "/grid add <code> <name…>" in out.text()
+    assert "网格代码「…」无效" in out.text() and "g!x" not in out.text()
+    assert "/grid add <code> <name…>" in out.text()
     out = await community.say(":as lead", ":in g1chat", "/grid add g3 三网格")
     assert "需要「社区书记」" in out.text()
     assert await count(community, models.Grid) == 2
@@ -119,19 +120,22 @@ async def test_role_rules(community):
 
 
 async def test_set_changes_each_setting_and_rejects_bad_values(community):
-    out = await community.say(":in hq", "/set digest 19:30", "/set tz Europe/Berlin", "/set followup 12h",
-                              "/set claim 90m", "/set maxhours 8", "/set retention 30d")
+    out = await community.say(":in hq", "/set digest 19:30", "/set tz Europe/Berlin",
+                              "/set followup 12h", "/set claim 90m", "/set maxhours 8",
+                              "/set retention 30d")
     assert len(out.texts("hq")) == 6
     async with community.app.db.transaction() as db:
         c = await db.scalar(select(models.Community))
-    assert (c.digest_time, c.tz, c.followup_minutes, c.claim_minutes, c.max_hours, c.retention_days) == (
-        "19:30", "Europe/Berlin", 720, 90, 8, 30)
+    assert (
+        c.digest_time, c.tz, c.followup_minutes, c.claim_minutes, c.max_hours, c.retention_days
+    ) == ("19:30", "Europe/Berlin", 720, 90, 8, 30)
     for bad, problem in [("/set digest 25:00", "时间「…」无效"), ("/set tz Mars/Base", "时区"),
                          ("/set followup soon", "时长"), ("/set maxhours 30", "1–24"),
                          ("/set colour red", "「…」无效"), ("/set lang fr", "「…」无效")]:
         out = await community.say(bad)
         assert problem in out.text(), bad
-        assert "/set <digest|tz|lang|followup|claim|maxhours|shiftremind|retention> <value>" in out.text()
+        usage = "/set <digest|tz|lang|followup|claim|maxhours|shiftremind|retention> <value>"
+        assert usage in out.text()
     out = await community.say(":as lead", ":in g1chat", "/set digest 18:00")
     assert "需要「社区书记」" in out.text()
 
@@ -146,7 +150,9 @@ async def test_language_switch_changes_replies(community):
 
 
 async def test_join_kinds_party_and_unit(community):
-    out = await community.say(":as zhou Zhou", ":in g1chat", "/join sanzhiyifu party unit=区卫健委 应急办")
+    out = await community.say(
+        ":as zhou Zhou", ":in g1chat", "/join sanzhiyifu party unit=区卫健委 应急办"
+    )
     assert "三支一扶，党员，单位：区卫健委 应急办" in out.text()
     out = await community.say(":as qian Qian", "/join 物业")
     assert "物业人员" in out.text()
@@ -223,7 +229,8 @@ async def test_every_write_is_audited(community):
     commands = [e.command for e in entries]
     assert commands[:3] == ["community", "grid add", "grid add"]
     households = next(e for e in entries if e.command == "household add")
-    assert sum(1 for c in households.changes if c["table"] == "households" and c["op"] == "insert") == 24
+    inserted = [c for c in households.changes if c["table"] == "households" and c["op"] == "insert"]
+    assert len(inserted) == 24
 
 
 async def test_refusals_name_the_role_needed(community, tmp_path):

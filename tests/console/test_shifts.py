@@ -57,7 +57,9 @@ async def test_leader_adds_posts_and_shifts_each_with_a_signup_button(community)
     assert "新值班 S1 卡口（北门） 02-11 08:00–12:00，2 个名额" in posted
     assert "[报名: /signup S1]" in posted  # the button, degraded to a hint on the console
     async with community.app.db.transaction() as db:
-        message = await db.scalar(select(models.OutboxMessage).where(models.OutboxMessage.ref == "S1"))
+        message = await db.scalar(
+            select(models.OutboxMessage).where(models.OutboxMessage.ref == "S1")
+        )
     assert message.buttons == [{"label": "报名", "command": "/signup S1", "emoji": "✋"}]
 
     # A night shift runs past midnight; a daily series gives one S per day.
@@ -97,8 +99,11 @@ async def test_bad_input_gets_a_reply_naming_what_was_wrong(community):
         assert expected in out.text("g1chat"), (line, out.text())
     assert await shift_row(community, 1) is None
     # The forms of a date the converter reads today: ISO, today/tomorrow, 今天/明天.
-    out = await community.say("/shift add 卡口 明天 08:00-12:00", "/shift add 卡口 2026-02-12 08:00-12:00")
-    assert "S1 卡口（北门） 02-11 08:00" in out.text() and "S2 卡口（北门） 02-12 08:00" in out.text()
+    out = await community.say(
+        "/shift add 卡口 明天 08:00-12:00", "/shift add 卡口 2026-02-12 08:00-12:00"
+    )
+    assert "S1 卡口（北门） 02-11 08:00" in out.text()
+    assert "S2 卡口（北门） 02-12 08:00" in out.text()
 
 
 async def test_only_leaders_add_posts_and_shifts_and_only_in_a_grid_chat(community):
@@ -130,10 +135,13 @@ async def test_signup_up_to_the_limit_then_the_waiting_list_moves_up_in_order(co
     assert "你已在 S1 的候补名单上（第 2 位）" in out.text("g1chat")
     out = await community.say("/me")
     assert "即将到来的值班：S1 卡口 02-11 08:00–12:00（候补）" in out.text("g1chat")
-    assert await states(community, 1) == {"wang": "slot", "li": "slot", "v1": "waiting", "v2": "waiting"}
+    assert await states(community, 1) == {
+        "wang": "slot", "li": "slot", "v1": "waiting", "v2": "waiting"
+    }
 
     out = await community.say(":as wang", "/unsign S1")
-    assert "@wang 取消了 S1 卡口（北门） 02-11 08:00–12:00 的报名。候补 @v1 已递补。" in out.text("g1chat")
+    assert ("@wang 取消了 S1 卡口（北门） 02-11 08:00–12:00 的报名。"
+            "候补 @v1 已递补。") in out.text("g1chat")
     assert "现在 2/2" in out.text("g1chat")
     assert out.chats().count("dm:v1") == 1
     assert "你已从候补递补上 S1 卡口（北门） 02-11 08:00–12:00" in out.text("dm:v1")
@@ -157,7 +165,9 @@ async def test_signup_up_to_the_limit_then_the_waiting_list_moves_up_in_order(co
 async def test_a_move_up_that_would_break_a_rest_rule_skips_that_person(community):
     await join(community, "v1")
     await posts(community)
-    await community.say("/shift add 卡口 tomorrow 08:00-12:00", "/shift add 巡查 tomorrow 10:00-14:00")
+    await community.say(
+        "/shift add 卡口 tomorrow 08:00-12:00", "/shift add 巡查 tomorrow 10:00-14:00"
+    )
     await community.say(":as wang", "/signup S1", ":as li", "/signup S1")
     # li waits for S1, then takes S2, which overlaps it (waiting holds no time).
     out = await community.say("/signup S2", ":as v1", "/signup S1")
@@ -180,7 +190,8 @@ async def test_signup_is_refused_after_the_start_and_in_another_grid(community):
     out = await community.say(":as wang", "/signup S1")
     assert "/signup 请在你所在网格的群聊中使用" in out.text("g2chat")  # wang is of g1
     out = await community.say(":in g1chat", ":wait 90m", "/signup S1")
-    assert "S1 卡口（北门） 02-10 10:00–12:00 已经开始，不能再报名、取消或换班" in out.text("g1chat")
+    assert ("S1 卡口（北门） 02-10 10:00–12:00 "
+            "已经开始，不能再报名、取消或换班") in out.text("g1chat")
     assert await states(community, 1) == {}
 
 
@@ -205,7 +216,9 @@ async def test_swap_is_offered_and_accepted_with_signup(community):
     assert "@lead 已接替你值 S1" in out.text("dm:wang")
     assert await states(community, 1) == {"lead": "slot", "li": "slot"}
     async with community.app.db.transaction() as db:
-        offered = await db.scalar(select(models.SignUp.offered_to_id).where(models.SignUp.offered_to_id.is_not(None)))
+        offered = await db.scalar(
+            select(models.SignUp.offered_to_id).where(models.SignUp.offered_to_id.is_not(None))
+        )
     assert offered is None
 
     out = await community.say(":as wang", "/swap S1 @li")
@@ -219,7 +232,9 @@ async def test_swap_is_offered_and_accepted_with_signup(community):
 
 async def test_swap_checks_the_rest_rules_of_the_person_taking_over(community):
     await posts(community)
-    await community.say("/shift add 卡口 tomorrow 08:00-12:00", "/shift add 巡查 tomorrow 11:00-13:00")
+    await community.say(
+        "/shift add 卡口 tomorrow 08:00-12:00", "/shift add 巡查 tomorrow 11:00-13:00"
+    )
     await community.say(":as wang", "/signup S1", ":as li", "/signup S2")
     out = await community.say(":as wang", "/swap S1 @li")
     assert ("不符合休息规定「同一人的值班时间不能重叠」：@li已有 S2 巡查 02-11 11:00–13:00，"
@@ -259,7 +274,9 @@ async def test_rest_rules_refuse_overlap_and_too_many_hours_naming_the_shift(com
     out = await community.say("/unsign S4", "/signup S3")
     assert "@wang 报名了 S3" in out.text("g1chat")
     # A shift longer than the day's maximum is refused to anyone, and says so.
-    out = await community.say(":as lead", "/shift add 卡口 2026-02-14 06:00-19:00", ":as li", "/signup S5")
+    out = await community.say(
+        ":as lead", "/shift add 卡口 2026-02-14 06:00-19:00", ":as li", "/signup S5"
+    )
     assert ("不符合休息规定「每人每天值班不超过 12 小时」：S5 卡口（北门） 02-14 06:00–19:00 "
             "在 2026-02-14 就有 13 小时。") in out.text("g1chat")
 
@@ -309,7 +326,9 @@ async def test_reminder_lead_time_is_a_bounded_community_setting(community):
 
 async def test_leaders_are_told_at_the_start_when_slots_are_still_empty(community):
     await posts(community)
-    await community.say("/shift add 卡口 today 10:00-12:00 slots=3", "/shift add 巡查 today 10:00-11:00")
+    await community.say(
+        "/shift add 卡口 today 10:00-12:00 slots=3", "/shift add 巡查 today 10:00-11:00"
+    )
     await community.say(":as wang", "/signup S1", ":as li", "/signup S2")
     out = await community.say(":wait 65m")
     alerts = out.texts("dm:lead")
@@ -401,8 +420,12 @@ async def test_digest_lists_tomorrows_empty_slots_and_the_no_shows(tmp_path):
 async def test_leaving_the_grid_gives_back_future_signups(community):
     await join(community, "v1")
     await posts(community)
-    await community.say("/shift add 卡口 tomorrow 08:00-12:00", "/shift add 巡查 tomorrow 14:00-16:00")
-    await community.say(":as wang", "/signup S1", "/signup S2", ":as v1", "/signup S1", "/swap S1 @li")
+    await community.say(
+        "/shift add 卡口 tomorrow 08:00-12:00", "/shift add 巡查 tomorrow 14:00-16:00"
+    )
+    await community.say(
+        ":as wang", "/signup S1", "/signup S2", ":as v1", "/signup S1", "/swap S1 @li"
+    )
     out = await community.say(":as wang", "/leave")
     assert "你已从候补递补上 S1" in out.text("dm:v1")
     assert await states(community, 1) == {"v1": "slot"}
@@ -443,7 +466,8 @@ async def test_english_replies(community):
     assert "[Sign up: /signup S1]" in out.text("g1chat")
     out = await community.say(":as wang", "/signup S1", ":as li", "/signup S1", "/shifts")
     assert "@li is number 1 on the waiting list" in out.text("g1chat")
-    assert "S1 卡口 (北门) 02-11 22:00–next day 06:00 · 1/1 full · @wang · 1 waiting" in out.text("g1chat")
+    assert ("S1 卡口 (北门) 02-11 22:00–next day 06:00 · 1/1 full · @wang · 1 waiting"
+            in out.text("g1chat"))
     # The shift clock's messages are in the community's language too.
     await community.say(":as lead", "/shift add 巡查 today 10:00-11:00", ":as li", "/signup S2")
     out = await community.say(":wait 5m")

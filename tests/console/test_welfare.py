@@ -39,14 +39,18 @@ async def checks(bot) -> list[tuple[str, int, str, str | None]]:
         return [tuple(row) for row in rows.all()]
 
 
-async def add_shift(bot, start: str, end: str, people: dict[str, str], *, credited: bool = True) -> int:
+async def add_shift(
+    bot, start: str, end: str, people: dict[str, str], *, credited: bool = True
+) -> int:
     """A g1 shift with sign-ups {user: state}; hours credited at its end unless told not to."""
     async with bot.app.db.transaction() as db:
         grid = await db.scalar(select(models.Grid).where(models.Grid.code == "g1"))
         persons = {p.external_id: p for p in await db.scalars(select(models.Person))}
         post = await db.scalar(select(models.DutyPost).where(models.DutyPost.grid_id == grid.id))
         if post is None:
-            post = models.DutyPost(community_id=grid.community_id, grid_id=grid.id, name="卡口 北门")
+            post = models.DutyPost(
+                community_id=grid.community_id, grid_id=grid.id, name="卡口 北门"
+            )
             db.add(post)
             await db.flush()
         shift = models.Shift(
@@ -258,14 +262,16 @@ async def test_welfare_in_english(community):
     out = await community.say(":wait 10m")
     assert "S1 (卡口 北门, 02-10 04:00–08:00) is over" in out.text("dm:wang")
     out = await community.say(":as wang", ":dm", "/welfare 1 back pain")
-    assert "Noted: 1." in out.text("dm:wang") and "[Tell my leader: /welfare share]" in out.text("dm:wang")
+    assert "Noted: 1." in out.text("dm:wang")
+    assert "[Tell my leader: /welfare share]" in out.text("dm:wang")
     await community.say(":as li", ":dm", "/welfare 2", ":as lead", ":dm", "/welfare 5")
     out = await community.say(":as admin", ":in hq", "/digest")
     digest = out.text("hq")
     section = digest[digest.index("Welfare after duty"):].splitlines()
     assert section == [
         "Welfare after duty (totals only, no individuals)",
-        "⚠ g1 一网格: 3 answered, average 2.7, 2 at 1–2 (more than a third: consider rest and a talk)",
+        "⚠ g1 一网格: 3 answered, average 2.7, 2 at 1–2"
+        " (more than a third: consider rest and a talk)",
         "No answers: g2",
     ]
     assert "back pain" not in digest

@@ -150,7 +150,9 @@ class Member:
                                {"m.relates_to": relation}, ignore_unverified_devices=True)
         return sent.event_id
 
-    async def send_file(self, room_id: str, name: str, data: bytes, caption: str | None = None) -> str:
+    async def send_file(
+        self, room_id: str, name: str, data: bytes, caption: str | None = None
+    ) -> str:
         await self._known(room_id)
         encrypt = self.encrypted(room_id)
         uploaded, keys = await self.client.upload(
@@ -177,14 +179,18 @@ class Member:
         return decrypt_attachment(data, file["key"]["k"], file["hashes"]["sha256"], file["iv"])
 
     async def create_room(self, name: str, *invitees: str, **options: Any) -> str:
-        created = await self.call(self.client.room_create, name=name, invite=list(invitees), **options)
+        created = await self.call(
+            self.client.room_create, name=name, invite=list(invitees), **options
+        )
         assert isinstance(created, RoomCreateResponse)
         return created.room_id
 
     async def join(self, room_id: str) -> None:
         await self.call(self.client.join, room_id)
 
-    def messages(self, room_id: str, sender: str, msgtype: str | None = None) -> list[dict[str, Any]]:
+    def messages(
+        self, room_id: str, sender: str, msgtype: str | None = None
+    ) -> list[dict[str, Any]]:
         """Contents of the m.room.message events `sender` posted in the room, in order."""
         return [
             e["content"] for e in self.events[room_id]
@@ -263,7 +269,9 @@ class Bot:
             self.app = None
 
 
-async def room_with_bot(owner: Member, bot: Bot, name: str, *members: Member, **options: Any) -> str:
+async def room_with_bot(
+    owner: Member, bot: Bot, name: str, *members: Member, **options: Any
+) -> str:
     """A room `owner` creates and invites the bot (and `members`) to; returns once all joined."""
     room_id = await owner.create_room(name, bot.user_id, *(m.user_id for m in members), **options)
     for member in members:

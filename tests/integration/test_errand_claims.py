@@ -59,7 +59,8 @@ async def test_fifty_concurrent_claims_have_exactly_one_winner(tmp_path, databas
             f"✋ @{winner.external_id} 认领了 E1。请在 3小时内完成，完成后发送 /done E1；"
             "做不了请发送 /release E1。"
         ]
-        taken = f"E1 已由 @{winner.external_id} 认领，谢谢你！发送 /errands open 看看还有哪些待认领。"
+        taken = (f"E1 已由 @{winner.external_id} 认领，谢谢你！"
+                 "发送 /errands open 看看还有哪些待认领。")
         assert replies.count(taken) == CLAIMANTS - 1
         assert len(out.texts("dm:zhang")) == 1  # the poster hears of the one claim
         assert audited == 1
@@ -85,7 +86,9 @@ async def test_life_cycle_and_claim_window_on_each_database(tmp_path, database_u
         out = await bot.say(":as wang", "/claim E1", "/done E1 已送到", ":as zhang", "/cancel E2")
         assert "E1 已完成" in out.text("g1chat") and "E2 已由 @zhang 取消" in out.text("g1chat")
         async with bot.app.db.transaction() as db:
-            states = (await db.scalars(select(models.Errand.state).order_by(models.Errand.number))).all()
+            states = (
+                await db.scalars(select(models.Errand.state).order_by(models.Errand.number))
+            ).all()
         assert states == ["done", "cancelled"]
     finally:
         await bot.stop()

@@ -221,7 +221,9 @@ async def test_direct_messages(bot, people):
     [dm] = set(alice.invites) - {g1}
     assert alice.invites[dm].get("is_direct") is True
     await alice.join(dm)
-    await eventually(lambda: alice.notices(dm, bot.user_id) == ["体温 37.9 的详情只发给你"], "the DM")
+    await eventually(
+        lambda: alice.notices(dm, bot.user_id) == ["体温 37.9 的详情只发给你"], "the DM"
+    )
     await _queue(bot, person_id=person.id, text="第二条私信")
     await eventually(lambda: len(alice.notices(dm, bot.user_id)) == 2, "the second DM")
     assert set(alice.invites) == {g1, dm}
@@ -310,7 +312,9 @@ async def test_files_for_a_command_and_files_from_the_bot(bot, people):
 
     # The command as the file's caption:
     before = len(admin.notices(g1, bot.user_id))
-    await admin.send_file(g1, "a.csv", b"household\n3-1-101\n3-1-102\n", caption="/household import")
+    await admin.send_file(
+        g1, "a.csv", b"household\n3-1-101\n3-1-102\n", caption="/household import"
+    )
     answer = await admin.notices_after(g1, bot.user_id, before, 1)
     assert "新增 2 户（3-1-101 … 3-1-102）" in answer[0]
     # as a reply to the file (not the latest one):

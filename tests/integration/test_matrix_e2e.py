@@ -183,7 +183,9 @@ async def test_buttons_files_and_replies_in_an_encrypted_room(bot, people):
     assert await admin.download(file) == b"code,name\ng1,one\n"
     raw = await admin.client.download(mxc=file["file"]["url"])
     assert b"g1,one" not in raw.body  # the homeserver holds only ciphertext
-    notice = next(c for c in admin.messages(g1, bot.user_id, "m.notice") if c["body"] == "名单见附件")
+    notice = next(
+        c for c in admin.messages(g1, bot.user_id, "m.notice") if c["body"] == "名单见附件"
+    )
     assert notice["m.relates_to"] == {"m.in_reply_to": {"event_id": asked}}
     for member in (admin, alice, bob):
         assert_all_encrypted(member, g1, bot)
@@ -202,7 +204,9 @@ async def test_a_message_the_bot_cannot_decrypt_is_logged_and_asked_again(bot, p
     lost = await admin.say(hq, "/grid add g1 一网格")
     await eventually(lambda: any("请再发一次" in n for n in admin.notices(hq, bot.user_id)),
                      "the bot asking to send again")
-    asking = next(c for c in admin.messages(hq, bot.user_id, "m.notice") if "请再发一次" in c["body"])
+    asking = next(
+        c for c in admin.messages(hq, bot.user_id, "m.notice") if "请再发一次" in c["body"]
+    )
     assert asking["body"].startswith(f"@{admin.localpart}：")
     assert asking["m.relates_to"] == {"m.in_reply_to": {"event_id": lost}}
     assert f"cannot decrypt {lost}" in caplog.text and "asking the sender's device" in caplog.text

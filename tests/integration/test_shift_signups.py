@@ -54,7 +54,9 @@ async def test_the_last_slot_has_exactly_one_winner_and_the_rest_wait_in_order(
         await setup_community(bot)
         volunteers = [f"v{i:02d}" for i in range(RACERS)]
         await bot.say(":in g1chat", *(line for v in volunteers for line in (f":as {v}", "/join")))
-        await bot.say(":as lead", "/post add 卡口", f"/shift add 卡口 tomorrow 08:00-12:00 slots={SLOTS}")
+        await bot.say(
+            ":as lead", "/post add 卡口", f"/shift add 卡口 tomorrow 08:00-12:00 slots={SLOTS}"
+        )
         # All slots but the last are taken one after another.
         await bot.say(":as wang", "/signup S1", ":as li", "/signup S1")
 
@@ -102,7 +104,9 @@ async def test_concurrent_leaving_and_joining_never_overfill(tmp_path, database_
         await setup_community(bot)
         people = [f"p{i:02d}" for i in range(12)]
         await bot.say(":in g1chat", *(line for p in people for line in (f":as {p}", "/join")))
-        await bot.say(":as lead", "/post add 巡查", f"/shift add 巡查 today 11:00-12:00 slots={SLOTS}")
+        await bot.say(
+            ":as lead", "/post add 巡查", f"/shift add 巡查 today 11:00-12:00 slots={SLOTS}"
+        )
         first = people[:6]
         for person in first:
             await bot.say(f":as {person}", "/signup S1")

@@ -455,7 +455,10 @@ async def test_webhook_mode(botapi: FakeBotAPI, tmp_path: Path) -> None:
         },
     }
     secret = {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(botapi.token)}
-    async with running(config) as app, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with (
+        running(config) as app,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
         assert botapi.webhook_url == url
         [set_webhook] = botapi.calls("setWebhook")
         assert set_webhook.params["secret_token"] == secret["X-Telegram-Bot-Api-Secret-Token"]
