@@ -10,4 +10,5 @@ from commands import (  # noqa: F401
     publicity,
     screening,
     setup,
+    supplies,
 )
