@@ -338,15 +338,14 @@ ItemName = Annotated[Named, SupplyName()]
 Qty = Annotated[Amount, Quantity()]
 UnitArg = Annotated[Unit, UnitWord()]
 NeedRef = Annotated[models.SupplyNeed, Item("N", models.SupplyNeed)]
-Category = Annotated[
-    str,
-    Choice(*CATEGORIES, aliases={
-        "防护": "protective", "防护用品": "protective", "防疫": "protective",
-        "消杀": "disinfection", "消毒": "disinfection", "消杀用品": "disinfection",
-        "食品": "food", "食物": "food", "生活物资": "food", "生活": "food",
-        "药品": "medicine", "医药": "medicine", "药": "medicine", "其他": "other",
-    }),
-]
+_CATEGORY = Choice(*CATEGORIES, aliases={
+    "防护": "protective", "防护用品": "protective", "防疫": "protective",
+    "消杀": "disinfection", "消毒": "disinfection", "消杀用品": "disinfection",
+    "食品": "food", "食物": "food", "生活物资": "food", "生活": "food",
+    "药品": "medicine", "医药": "medicine", "药": "medicine", "其他": "other",
+})
+_CATEGORY.placeholder = "category"  # `category=<category>` in the usage line
+Category = Annotated[str, _CATEGORY]
 Scope = Annotated[str, Choice("all", aliases={"全部": "all", "全社区": "all"})]
 
 

@@ -324,3 +324,27 @@ async def test_digest_lists_low_items_with_cover_and_open_requests_grid_by_grid(
                               ":as lead", "/need done N1", ":clock 2026-02-12T20:00")
     [g1] = [t for t in out.texts("g1chat") if "每日汇总" in t]
     assert "物资：没有低于最低库存的物资，也没有待满足的优先需求。" in g1
+
+
+async def test_in_english(community):
+    await community.say(":as admin", ":in hq", "/set lang en", ":as lead", ":in g1chat",
+                        "/supply min gloves 100", ":as wang", "/supply 手套 120 副")
+    out = await community.say("/supply gloves 80 pairs")
+    assert "Recorded g1 gloves: 80 pairs, minimum 100 pairs." in out.text("g1chat")
+    assert "Now below the minimum; the grid leaders have been told." in out.text("g1chat")
+    [alert] = out.texts("dm:lead")
+    assert "g1 一网格 has only 80 pairs of gloves left, below the minimum of 100 pairs" in alert
+
+    out = await community.say("/need suits 20 for the north gate")
+    assert "priority request N1: protective suits 20 sets, asked by @wang" in out.text("g1chat")
+    assert "Note: for the north gate" in out.text("g1chat") and "[Met: /need done N1]" in out.text("g1chat")
+    out = await community.say(":as admin", ":in hq", "/digest")
+    assert "Supplies: 1 below minimum, 1 priority request open" in out.text("hq")
+    assert "⚠ gloves: 80 pairs (min 100)" in out.text("hq")
+    assert "N1 protective suits 20 sets · asked by @wang · for the north gate" in out.text("hq")
+
+    out = await community.say("/need done N1", "/supplies all")
+    assert "Priority request N1 (g1 protective suits 20 sets) is met, confirmed by @admin" in out.text("hq")
+    assert "Your priority request N1" in out.text("dm:wang")
+    assert "⚠ gloves: g1 80 pairs ⚠below 100 · g2 —" in out.text("hq")
+    assert "No open priority requests." in out.text("hq")
