@@ -23,8 +23,9 @@ cleared when a level at or above the minimum comes in, which re-arms the alert.
 
 Days of cover. From the current run of reports: the latest reports that go down (or stay
 level) one after another; a report that goes up — a delivery — starts a new run. The
-rate of use is what the run used over the time it spans; cover = latest level / rate.
-A run shorter than MIN_RUN is too short to tell a rate from a correction.
+rate of use is what the run used over the time it spans; cover = latest level / rate,
+counted from the latest report (shown beside it). A run shorter than MIN_RUN is too short
+to tell a rate from a correction.
 """
 
 from __future__ import annotations
@@ -313,10 +314,10 @@ def _is_amount(word: str) -> bool:
     return True
 
 
-async def _grid_items(actions: Actions | Context, grid_id: int | None = None) -> list[models.SupplyItem]:
-    grid_id = grid_id if grid_id is not None else actions.grid.id
-    query = select(models.SupplyItem).where(models.SupplyItem.grid_id == grid_id)
-    return list((await actions.db.scalars(query.order_by(models.SupplyItem.id))).all())
+async def _grid_items(ctx: Context) -> list[models.SupplyItem]:
+    """This chat's grid's items (a grid has tens of them, not thousands)."""
+    query = select(models.SupplyItem).where(models.SupplyItem.grid_id == ctx.grid.id)
+    return list((await ctx.db.scalars(query.order_by(models.SupplyItem.id))).all())
 
 
 class Aliases(Converter):
@@ -338,14 +339,18 @@ ItemName = Annotated[Named, SupplyName()]
 Qty = Annotated[Amount, Quantity()]
 UnitArg = Annotated[Unit, UnitWord()]
 NeedRef = Annotated[models.SupplyNeed, Item("N", models.SupplyNeed)]
-_CATEGORY = Choice(*CATEGORIES, aliases={
+
+
+class CategoryChoice(Choice):
+    placeholder = "category"  # `category=<category>` in the usage line
+
+
+Category = Annotated[str, CategoryChoice(*CATEGORIES, aliases={
     "防护": "protective", "防护用品": "protective", "防疫": "protective",
     "消杀": "disinfection", "消毒": "disinfection", "消杀用品": "disinfection",
     "食品": "food", "食物": "food", "生活物资": "food", "生活": "food",
     "药品": "medicine", "医药": "medicine", "药": "medicine", "其他": "other",
-})
-_CATEGORY.placeholder = "category"  # `category=<category>` in the usage line
-Category = Annotated[str, _CATEGORY]
+})]
 Scope = Annotated[str, Choice("all", aliases={"全部": "all", "全社区": "all"})]
 
 
