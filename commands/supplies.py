@@ -289,7 +289,10 @@ class SupplyName(Converter):
 
     async def convert(self, ctx: Context, word: str) -> Named:
         folded = _fold(word)
-        if not folded or len(word) > MAX_NAME or (_is_amount(word) and not known_supply(word)):
+        if (
+            not folded or len(word) > MAX_NAME or word[0] in "@/"
+            or (_is_amount(word) and not known_supply(word))
+        ):
             raise ArgError("supply_name", word=word)
         glued = re.fullmatch(r"(\D+?)(\d.*)", unicodedata.normalize("NFKC", word))
         if glued and known_supply(glued[1]) and _is_amount(glued[2]):
