@@ -63,6 +63,12 @@ async def test_concurrent_reports_alert_once_and_create_one_item(tmp_path, datab
             reports = await db.scalar(select(func.count()).select_from(models.SupplyReport))
         assert items == 1
         assert reports == 1 + REPORTERS + REPORTERS
+
+        # The listing and the digest read the history with a window function: on each database.
+        out = await bot.say(":as admin", ":in hq", "/supplies all", "/digest")
+        listing, digest = out.texts("hq")
+        assert "⚠ 口罩：g1 4" in listing and "体温枪：g1 5 个 · g2 —" in listing
+        assert "物资：1 项低于最低库存" in digest
     finally:
         await bot.stop()
 
