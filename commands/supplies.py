@@ -296,7 +296,7 @@ class SupplyName(Converter):
             raise ArgError("supply_name", word=word)
         glued = re.fullmatch(r"(\D+?)(\d.*)", unicodedata.normalize("NFKC", word))
         if glued and known_supply(glued[1]) and _is_amount(glued[2]):
-            raise ArgError("supply_glued", word=word, item=glued[1], qty=glued[2])
+            raise ArgError("supply_glued", word=word)
         items = await _grid_items(ctx) if ctx.grid is not None else []
         for item in items:
             if folded in {_fold(item.name), *(_fold(a) for a in item.aliases)}:
@@ -626,7 +626,7 @@ async def need_done(ctx: Context, need: NeedRef, note: Text = "") -> None:
     """Mark a priority request met (a leader of its grid, or the secretary); the person who
     asked is told."""
     grid = await ctx.db.get(models.Grid, need.grid_id)
-    if await ctx.app.people.role(ctx.db, ctx.person, ctx.community, grid) < Role.LEADER:
+    if ctx.role_in(grid) < Role.LEADER:
         raise Reject("supplies/need_other_grid", number=need.number, grid=grid)
     # One conditional UPDATE: of two people marking it at once (the button), one does.
     met = await ctx.db.scalar(
@@ -858,7 +858,7 @@ def _item_view(ctx: Context, named: Named, *, changed: bool = False) -> dict:
 
 def _meetable(actions: Actions, request: models.SupplyNeed) -> dict:
     """The one-tap "met": a button (Telegram), a reaction (Matrix), a text hint elsewhere."""
-    label = actions.render("supplies/met_button", private=False)
+    label = actions.render("supplies/met_button")
     text = f"/need done N{request.number}"
     return {"buttons": [{"label": label, "command": text, "emoji": "✅"}],
             "ref": f"N{request.number}"}

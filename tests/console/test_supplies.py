@@ -175,15 +175,15 @@ async def test_units_are_converted_and_contradicting_units_refused(community):
 
 
 async def test_bad_quantities_and_names_get_the_usage_line(community):
-    cases = {
+    cases = {  # what was typed is never repeated in a group chat
         "/supply 口罩 -5": "数量不能是负数",
-        "/supply 口罩 abc": "「abc」不是有效的数量",
-        "/supply 口罩 五百": "不是有效的数量",
-        "/supply 口罩 500xyz": "「xyz」不是认得的单位",
-        "/supply 口罩 500 xyz": "「xyz」不是认得的单位",
-        "/supply 500 口罩": "「500」不是物资名称",
-        "/supply @li 5": "「@li」不是物资名称",
-        "/supply 口罩500": "物资和数量之间请空一格：口罩 500",
+        "/supply 口罩 abc": "「…」不是有效的数量",
+        "/supply 口罩 五百": "「…」不是有效的数量",
+        "/supply 口罩 500xyz": "「…」不是认得的单位",
+        "/supply 口罩 500 xyz": "「…」不是认得的单位",
+        "/supply 500 口罩": "「…」不是物资名称",
+        "/supply @li 5": "「…」不是物资名称",
+        "/supply 口罩500": "物资和数量之间请空一格",
         "/supply 口罩": "缺少 <qty>",
         "/supply 口罩 500个 kg": "多余的内容",
     }
@@ -193,9 +193,10 @@ async def test_bad_quantities_and_names_get_the_usage_line(community):
         [reply] = out.texts("g1chat")
         assert problem in reply, line
         assert "用法：\n/supply <item> <qty> [unit]" in reply, line
+        assert not any(w in reply for w in ("abc", "五百", "xyz", "@li", "口罩500")), line
     assert await rows(community, models.SupplyReport) == []
     out = await community.say(":as zhang Resident", "/supply 口罩 500")
-    assert "需要「网格员」或以上角色" in out.text("g1chat")
+    assert "/supply 需要先报到成为网格员" in out.text("g1chat")
 
 
 async def test_unknown_item_is_other_until_a_leader_gives_it_a_category_and_aliases(community):
@@ -295,7 +296,7 @@ async def test_supplies_all_for_the_secretary_in_the_hq_chat_only(community):
     out = await community.say(":as wang", ":in g1chat", "/supplies all")
     assert "/supplies 需要「社区书记」或以上角色" in out.text("g1chat")
     out = await community.say(":as admin", "/supplies all")
-    assert "只能在社区指挥部群聊中使用" in out.text("g1chat")
+    assert "/supplies 请在社区指挥部群中使用" in out.text("g1chat")
 
 
 async def test_digest_lists_low_items_with_cover_and_open_requests_grid_by_grid(community):

@@ -1,7 +1,7 @@
 """supplies: item aliases and low-alert state, request numbers and who met them
 
 Revision ID: 9a4e3ac71e86
-Revises: 22602383f9cb
+Revises: aa4781324752
 Create Date: 2026-11-30 07:27:40.247787
 """
 
@@ -11,7 +11,7 @@ import storage.types
 
 
 revision = '9a4e3ac71e86'
-down_revision = '22602383f9cb'
+down_revision = 'aa4781324752'
 branch_labels = None
 depends_on = None
 
