@@ -1,7 +1,7 @@
 """supplies: item aliases and low-alert state, request numbers and who met them
 
 Revision ID: 9a4e3ac71e86
-Revises: aa4781324752
+Revises: 5c1e7a90d2b4
 Create Date: 2026-11-30 07:27:40.247787
 """
 
@@ -11,7 +11,7 @@ import storage.types
 
 
 revision = '9a4e3ac71e86'
-down_revision = 'aa4781324752'
+down_revision = '5c1e7a90d2b4'
 branch_labels = None
 depends_on = None
 
