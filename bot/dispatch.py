@@ -202,6 +202,8 @@ class Dispatcher:
             Where.GRID: chat.grid_id is not None,
             Where.HQ: community is not None and chat.id == community.hq_chat_id,
             Where.COMMUNITY: community is not None,
+            Where.PRIVATE: community is not None
+            and (chat.is_direct or chat.id == community.hq_chat_id),
         }[cmd.where]
 
     def _check_role(self, ctx: Context, needed: Role) -> None:

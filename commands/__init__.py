@@ -3,11 +3,13 @@
 from commands import (  # noqa: F401
     digest,
     errands,
+    export,
     help,
     history,
     keypersons,
     members,
     publicity,
+    records,
     screening,
     setup,
 )
