@@ -375,6 +375,8 @@ async def forget(ctx: Context, kp: KeyPersonRef) -> None:
         ctx.record("key_persons", kp.id, before={"ended_at": None},
                    after={"ended_at": ctx.now.isoformat()})
     checkins = await remove_key_person_data(ctx, kp)
+    ctx.record("key_persons", kp.id, before={"anonymised_at": None},
+               after={"anonymised_at": ctx.now.isoformat()})
     ctx.ref(f"K{kp.number}")
     ctx.reply("records/forgotten", kp=kp, checkins=checkins, ended=ended)
 
@@ -421,8 +423,6 @@ async def remove_key_person_data(actions: Actions, kp: models.KeyPerson) -> int:
         update(models.CheckIn).where(models.CheckIn.key_person_id == kp.id)
         .values(temperature=None, symptoms="").execution_options(synchronize_session=False)
     )
-    _note(db, "key_persons", kp.id, {"anonymised_at": None},
-          {"anonymised_at": actions.now.isoformat()})
     ref = f"K{kp.number}"
     entries = (
         await db.scalars(
@@ -567,13 +567,3 @@ async def _scrub_messages(
                 .values(text="", file_data=None).execution_options(synchronize_session=False)
             )
     return cleared
-
-
-def _note(db, table: str, row_id: int, before: dict, after: dict) -> None:
-    """Puts a bulk write in the audit entry of the command or job running (without the
-    values removed, which must not be copied there)."""
-    changes = db.info.get("audit")
-    if changes is not None:
-        changes.append({"table": table, "id": row_id, "op": "update", "before": before,
-                        "after": after})
-
