@@ -122,7 +122,7 @@ async def test_a_leader_undoes_a_members_write_in_their_grid_and_a_member_may_no
     bot = community
     await start(bot)
     await bot.say(":as zhang Zhang", "/errand 买菜")
-    await bot.say(":as wang", "/claim E1")
+    await bot.say(":wait 1m", ":as wang", "/claim E1", ":wait 1m")
 
     out = await bot.say(":as li", "/undo E1")
     assert out.text() == "/undo 需要「网格长」或以上角色。"
