@@ -533,8 +533,7 @@ async def _scrub_messages(
     """Empties the stored text of messages that carried the data: any message naming the
     person, and the direct or HQ messages (the only ones that show health values) that name
     the item or were sent by a command that wrote it."""
-    community = actions.community
-    db = actions.db
+    community, db = actions.community, actions.db
     hq = await db.get(models.Chat, community.hq_chat_id) if community.hq_chat_id else None
     conditions = [models.OutboxMessage.community_id == community.id,
                   models.OutboxMessage.text != ""]
@@ -552,12 +551,18 @@ async def _scrub_messages(
     if not candidates:
         return 0
     rows = (await db.scalars(select(models.OutboxMessage).where(*conditions, or_(*candidates)))).all()
+    private_chats = {(hq.transport, hq.external_id)} if hq else set()
+    chats = {row.chat for row in rows if row.chat is not None}
+    if chats:
+        direct = await db.execute(
+            select(models.Chat.transport, models.Chat.external_id)
+            .where(models.Chat.is_direct.is_(True), models.Chat.external_id.in_(chats))
+        )
+        private_chats.update(tuple(found) for found in direct.all())
     mentions = re.compile(rf"(?<![0-9A-Za-z]){ref}(?![0-9])") if ref else None
     cleared = 0
     for row in rows:
-        private = row.person_id is not None or (
-            hq is not None and row.transport == hq.transport and row.chat == hq.external_id
-        )
+        private = row.person_id is not None or (row.transport, row.chat) in private_chats
         if (name and name in row.text) or private and (
             row.created_at in moments or (mentions and mentions.search(row.text))
         ):
