@@ -44,7 +44,7 @@ COLUMNS = {
     "shifts": ("number", "grid", "post", "date", "start", "end", "slots", "taken", "on_duty",
                "waiting", "noshows"),
     "supplies": ("grid", "item", "category", "unit", "level", "minimum", "by", "at"),
-    "members": ("grid", "person", "display_name", "role", "kind", "party", "unit", "since",
+    "members": ("grid", "person", "display_name", "role", "kind", "party", "work_unit", "since",
                 "hours"),
 }
 
