@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from sqlalchemy import Date, DateTime, String, cast, or_, select, update
+from sqlalchemy import Date, DateTime, String, cast, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -107,6 +107,9 @@ async def undo(ctx: Context, item: Annotated[tuple[str, Any], AnyItem()] | None 
     if not reversed_:
         raise Reject("records/changed_since", command=entry.command, refs=entry.refs)
     entry.undone_at = ctx.now
+    for table, row_id in nets:
+        if table == "communities":  # e.g. a digest time: schedules follow the setting
+            ctx.emit("community_changed", community_id=row_id)
     ctx.record("audit_log", entry.id, before={"undone_at": None},
                after={"undone_at": ctx.now.isoformat()})
     ctx.ref(*entry.refs)
@@ -127,6 +130,7 @@ async def _own_last(ctx: Context, community: models.Community) -> models.AuditEn
         )
         .order_by(models.AuditEntry.id.desc())
         .limit(1)
+        .with_for_update()  # two undos at once: the second waits, then finds it undone
     )
     if entry is None:
         raise Reject("records/nothing_to_undo")
@@ -147,6 +151,7 @@ async def _last_on(ctx: Context, prefix: str, row: Any) -> models.AuditEntry:
         )
         .order_by(models.AuditEntry.id.desc())
         .limit(1)
+        .with_for_update()
     )
     if entry is None:
         raise Reject("records/nothing_on_item", ref=ref)
@@ -237,7 +242,7 @@ async def _reverse(ctx: Context, nets: dict[tuple[str, Any], dict]) -> bool:
     restores, removals, reinserts = [], [], []
     for (table, row_id), net in nets.items():
         model = MODELS[table]
-        current = await ctx.db.get(model, row_id)
+        current = await ctx.db.get(model, row_id, with_for_update=True)
         if net["first"] == "insert":
             if net["last"] == "delete":
                 continue
@@ -257,6 +262,12 @@ async def _reverse(ctx: Context, nets: dict[tuple[str, Any], dict]) -> bool:
             setattr(current, column, value)
     await ctx.db.flush()
     for row in sorted(removals, key=lambda r: -TABLE_ORDER[r.__tablename__]):
+        if row.__tablename__ in ITEM_TABLES:
+            # Its buttons and reactions (`/claim E5`) lead nowhere now.
+            await ctx.db.execute(delete(models.PostedMessage).where(
+                models.PostedMessage.community_id == row.community_id,
+                models.PostedMessage.ref == f"{ITEM_TABLES[row.__tablename__]}{row.number}",
+            ))
         await ctx.db.delete(row)
         await ctx.db.flush()
     for row in sorted(reinserts, key=lambda r: TABLE_ORDER[r.__tablename__]):
@@ -439,7 +450,8 @@ async def remove_key_person_data(actions: Actions, kp: models.KeyPerson) -> int:
     for entry in entries:
         if _scrub_entry(entry, lambda c: _key_person_row(c, kp.id, checkin_ids)):
             moments.add(entry.at)
-    name = kp.name if kp.name else None
+    # A name of one character would match too much to be told apart.
+    name = kp.name if kp.name and len(kp.name) >= 2 else None
     await _scrub_messages(actions, since=kp.started_at, moments=moments, ref=ref, name=name)
     await db.refresh(kp)
     return len(checkin_ids)
