@@ -4,6 +4,7 @@ refusals when someone built on the write, when it is too old, and for other peop
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from storage import models
@@ -144,6 +145,27 @@ async def test_a_leader_undoes_a_members_write_in_their_grid_and_a_member_may_no
     # The secretary, anywhere in the community, by naming the item: the post itself.
     out = await bot.say(":as admin", ":in hq", "/undo E1")
     assert out.text().endswith("E1 撤回：已删除这件代办")
+
+
+async def test_undo_of_a_shift_sign_up_and_refusal_once_someone_signed_up(community):
+    pytest.importorskip("commands.shifts", reason="duty shifts (issue 12) are not merged yet")
+    bot = community
+    await start(bot)
+    await bot.say(":as lead", "/post add 卡口 北门",
+                  "/shift add 卡口 tomorrow 08:00-12:00 slots=2")
+    await bot.say(":wait 1m", ":as wang", "/signup S1")
+    out = await bot.say(":wait 1m", "/undo")
+    assert out.text().startswith("S1 撤回：已取消报名")
+    async with bot.app.db.transaction() as db:
+        assert await db.scalar(select(func.count()).select_from(models.SignUp)) == 0
+
+    await bot.say(":as li", "/signup S1")
+    out = await bot.say(":as lead", "/undo")
+    assert "不能撤回 S1 的 /shift add：之后 @li 已经 /signup" in out.text()
+    out = await bot.say("/undo S1")  # by name: the latest write on S1 is li's sign-up
+    assert out.text().startswith("已撤回 @li 的 /signup：\nS1 撤回：已取消报名")
+    out = await bot.say("/undo")
+    assert out.text().startswith("S1 撤回：已删除这个值班")
 
 
 async def test_bad_input_to_undo(community):
