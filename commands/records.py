@@ -58,6 +58,7 @@ FOREIGN_KEYS: dict[str, list[tuple[str, str]]] = {
 }
 
 RETENTION_EVERY = timedelta(hours=1)
+RETENTION_BATCH = 5000  # screenings cleared per community and run, at most
 KEY_PERSON_PRIVATE = ("name", "reason")
 CHECKIN_PRIVATE = ("temperature", "symptoms")
 SCREENING_PRIVATE = ("note", "temperature")
@@ -470,7 +471,9 @@ def _key_person_row(change: dict, kp_id: int, checkin_ids: set[int]) -> tuple[st
 
 async def clear_old_screenings(actions: Actions) -> int:
     """Screenings older than the community's retention lose their temperature and note.
-    Progress is kept per community, so each run looks only at what became due since."""
+    Progress is kept per community, so each run looks only at what became due since; a
+    large backlog (the first run, a shortened retention) is cleared a batch per run, so the
+    database is not held for long."""
     db, community = actions.db, actions.community
     cutoff = actions.now - timedelta(days=community.retention_days)
     mark_key = f"retention:screenings:{community.id}"
@@ -478,35 +481,36 @@ async def clear_old_screenings(actions: Actions) -> int:
     since = datetime.fromisoformat(mark.value) if mark else None
     if since is not None and since >= cutoff:
         return 0
-    window = [models.Screening.community_id == community.id, models.Screening.at <= cutoff]
+    carrying = [models.Screening.community_id == community.id,
+                or_(models.Screening.note != "", models.Screening.temperature.is_not(None))]
     if since is not None:
-        window.append(models.Screening.at > since)
-    carrying = (
-        await db.execute(
-            select(models.Screening.id, models.Screening.at).where(
-                *window,
-                or_(models.Screening.note != "", models.Screening.temperature.is_not(None)),
-            )
+        carrying.append(models.Screening.at > since)
+    moments = (
+        await db.scalars(
+            select(models.Screening.at).where(*carrying, models.Screening.at <= cutoff)
+            .order_by(models.Screening.at).limit(RETENTION_BATCH + 1)
         )
     ).all()
-    if carrying:
+    upto = moments[RETENTION_BATCH - 1] if len(moments) > RETENTION_BATCH else cutoff
+    cleared = (
         await db.execute(
-            update(models.Screening).where(models.Screening.id.in_([i for i, _ in carrying]))
+            update(models.Screening).where(*carrying, models.Screening.at <= upto)
             .values(note="", temperature=None).execution_options(synchronize_session=False)
         )
-    entries_window = [models.AuditEntry.community_id == community.id,
-                      models.AuditEntry.at <= cutoff,
-                      cast(models.AuditEntry.changes, String).like('%"table": "screenings"%')]
+    ).rowcount
+    entries = [models.AuditEntry.community_id == community.id, models.AuditEntry.at <= upto,
+               cast(models.AuditEntry.changes, String).like('%"table": "screenings"%')]
     if since is not None:
-        entries_window.append(models.AuditEntry.at > since)
-    for entry in (await db.scalars(select(models.AuditEntry).where(*entries_window))).all():
+        entries.append(models.AuditEntry.at > since)
+    for entry in (await db.scalars(select(models.AuditEntry).where(*entries))).all():
         _scrub_entry(entry, lambda c: SCREENING_PRIVATE if c["table"] == "screenings" else ())
-    await _scrub_messages(actions, since=since, until=cutoff, moments={at for _, at in carrying})
+    await _scrub_messages(actions, since=since, until=upto,
+                          moments={at for at in moments if at <= upto})
     if mark is None:
-        db.add(models.KeyValue(key=mark_key, value=cutoff.isoformat()))
+        db.add(models.KeyValue(key=mark_key, value=upto.isoformat()))
     else:
-        mark.value = cutoff.isoformat()
-    return len(carrying)
+        mark.value = upto.isoformat()
+    return cleared
 
 
 def _scrub_entry(entry: models.AuditEntry, private_columns) -> bool:

@@ -11,6 +11,7 @@ import json
 
 from sqlalchemy import func, select
 
+from commands import records
 from storage import models
 
 PRIVATE = ("张三", "38.4", "咳嗽", "close-contact", "乏力")
@@ -122,6 +123,24 @@ async def test_screenings_lose_temperature_and_note_after_the_retention(communit
     for word in ("38.4", "咳嗽", "乏力"):
         assert word not in text, word
     assert (await bot.say(":as wang", ":in g1chat", "/coverage")).text() == coverage
+
+
+async def test_a_backlog_of_screenings_is_cleared_a_batch_per_run(community, monkeypatch):
+    monkeypatch.setattr(records, "RETENTION_BATCH", 1)
+    bot = community
+    await bot.say(":as wang", ":in g1chat", "/screen 3-1-101 fever temp=38.4",
+                  ":wait 1m", "/screen 3-1-102 fever temp=38.5")
+
+    async def temperatures() -> list[float | None]:
+        async with bot.app.db.transaction() as db:
+            return list((await db.scalars(
+                select(models.Screening.temperature).order_by(models.Screening.id))).all())
+
+    await bot.restart("2026-06-01T09:00")
+    await bot.say(":wait 1h")
+    assert await temperatures() == [None, 38.5]  # the oldest first
+    await bot.say(":wait 1h")
+    assert await temperatures() == [None, None]
 
 
 async def test_a_shorter_retention_is_confirmed_first_then_applies(community):
