@@ -76,6 +76,7 @@ class Undone:
     label: str | None = None
     state: str | None = None  # the state restored, if the row has one
     reopened: bool = False  # a key person back under observation
+    watcher: str | None = None  # a key person's watcher restored
     at: datetime | None = None
     count: int = 1
 
@@ -321,10 +322,15 @@ async def _describe(ctx: Context, nets: dict[tuple[str, Any], dict]) -> list[Und
                 lines.append(counted[key])
             continue
         before = net["before"]
+        watcher = None
+        if kind == "restored" and table == "key_persons" and before.get("watcher_id"):
+            person = await ctx.db.get(models.Person, before["watcher_id"])
+            watcher = person.label if person else None
         lines.append(Undone(
             table=table, kind=kind, label=label,
             state=before.get("state") if kind == "restored" else None,
             reopened=kind == "restored" and "ended_at" in before and before["ended_at"] is None,
+            watcher=watcher,
             at=_revive(DateTime(), values.get("at")) if table == "checkins" else None,
         ))
     return lines

@@ -86,6 +86,21 @@ async def test_undo_of_a_check_in_deletes_it_without_showing_health_data(communi
     assert "K2" in out.text()
 
 
+async def test_undo_of_a_watcher_change_and_of_a_release(community):
+    bot = community
+    await start(bot)
+    await bot.say(":as lead", "/watch add 3-1-102 张三 fever watcher=@wang", "/watch assign K1 @li")
+    out = await bot.say("/undo")
+    assert out.text().startswith("K1 撤回：跟进人恢复为 @wang")
+    await bot.say("/watch release K1")
+    out = await bot.say("/undo K1")
+    assert out.text().startswith("K1 撤回：恢复为观察中")
+    async with bot.app.db.transaction() as db:
+        kp = await db.scalar(select(models.KeyPerson))
+        wang = await db.scalar(select(models.Person.id).where(models.Person.external_id == "wang"))
+    assert (kp.watcher_id, kp.ended_at) == (wang, None)
+
+
 async def test_a_write_someone_built_on_is_not_undone(community):
     bot = community
     await start(bot)
