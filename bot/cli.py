@@ -113,7 +113,7 @@ async def _export(config: config_module.Config, options: argparse.Namespace) -> 
             try:
                 made = await export_csv(actions, options.kind, first=options.first, last=options.last)
             except Reject as problem:
-                print("gridbot: " + actions.render(problem.template, private=False, **problem.values),
+                print("gridbot: " + actions.render(problem.template, **problem.values),
                       file=sys.stderr)
                 return 1
     finally:

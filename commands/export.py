@@ -85,7 +85,7 @@ async def export_csv(
     since = datetime.combine(first, time(0), tz) if first else None
     until = datetime.combine(last + timedelta(days=1), time(0), tz) if last else None
     rows = await ROWS[kind](actions, _Scope(actions.community, grid, since, until))
-    headers = actions.render("export/columns", private=True, columns=COLUMNS[kind]).split("\n")
+    headers = actions.render("export/columns", columns=COLUMNS[kind]).split("\n")
     labels = _labels(actions)
     out = io.StringIO()
     writer = csv.writer(out)
@@ -123,7 +123,7 @@ class _Label:
 
 
 def _labels(actions: Actions) -> dict[str, str]:
-    lines = actions.render("export/values", private=True).split("\n")
+    lines = actions.render("export/values").split("\n")
     return dict(line.split("=", 1) for line in lines if "=" in line)
 
 

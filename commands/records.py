@@ -175,7 +175,7 @@ async def _may_undo_for_others(ctx: Context, entry: models.AuditEntry, item) -> 
     if item is None:
         raise Reject("records/nothing_to_undo")
     grid = await ctx.db.get(models.Grid, item[1].grid_id)
-    if await ctx.app.people.role(ctx.db, ctx.person, ctx.community, grid) < Role.LEADER:
+    if ctx.role_in(grid) < Role.LEADER:
         raise Refused(Role.LEADER)
 
 
@@ -360,8 +360,8 @@ async def _label(ctx: Context, table: str, row_id: Any, values: dict) -> str | N
 
 
 async def _messages_sent(ctx: Context, entry: models.AuditEntry) -> int:
-    """Messages the undone command sent beyond its own reply (direct messages, posts in
-    other chats): they have gone out and stay. Matched by the command's moment."""
+    """Messages the undone command sent to others beyond its own reply (direct messages,
+    posts in other chats): they have gone out and stay. Matched by the command's moment."""
     chat = await ctx.db.get(models.Chat, entry.chat_id) if entry.chat_id else None
     rows = (
         await ctx.db.scalars(
@@ -372,7 +372,10 @@ async def _messages_sent(ctx: Context, entry: models.AuditEntry) -> int:
             )
         )
     ).all()
-    return sum(1 for row in rows if chat is None or row.chat != chat.external_id)
+    return sum(
+        1 for row in rows
+        if row.person_id != entry.person_id and (chat is None or row.chat != chat.external_id)
+    )
 
 
 # --- /forget ----------------------------------------------------------------------------

@@ -160,9 +160,9 @@ async def test_refused_in_grid_chats_and_to_members_without_producing_anything(c
     await seed(bot)
     before = sorted(p.name for p in bot.workdir.iterdir())
     out = await bot.say(":as lead", ":in g1chat", "/export keypersons")
-    assert out.texts() == ["/export 只能在与我的私聊或社区指挥部群中使用。"]
+    assert out.texts() == ["/export 请在与我的私聊或社区指挥部群中使用。"]
     out = await bot.say(":as admin", ":in g1chat", "/export keypersons")  # a secretary too
-    assert [b.file for b in out] == [None] and "只能在与我的私聊或社区指挥部群" in out.text()
+    assert [b.file for b in out] == [None] and "请在与我的私聊或社区指挥部群中使用" in out.text()
     out = await bot.say(":as wang", ":dm", "/export keypersons")
     assert out.texts() == ["/export 需要「网格长」或以上角色。"]
     out = await bot.say(":as lead", ":in hq", "/export keypersons")  # a leader: not in HQ

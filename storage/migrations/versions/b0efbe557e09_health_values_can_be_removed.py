@@ -2,7 +2,7 @@
 NULL once the record is anonymised (retention, /forget)
 
 Revision ID: b0efbe557e09
-Revises: 22602383f9cb
+Revises: aa4781324752
 Create Date: 2026-11-30 07:27:31.977367
 """
 
@@ -12,7 +12,7 @@ import storage.types
 
 
 revision = 'b0efbe557e09'
-down_revision = '22602383f9cb'
+down_revision = 'aa4781324752'
 branch_labels = None
 depends_on = None
 
