@@ -1,6 +1,7 @@
 """One module per domain; importing this package declares every command, job and hook."""
 
 from commands import (  # noqa: F401
+    care,
     digest,
     errands,
     export,
@@ -12,4 +13,5 @@ from commands import (  # noqa: F401
     records,
     screening,
     setup,
+    shifts,
 )

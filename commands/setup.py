@@ -335,12 +335,13 @@ RETENTION_BOUNDS = {"retention": (7, 3650), "keypersonretention": (1, 365)}  # d
 async def set_(
     ctx: Context,
     key: Literal[
-        "digest", "tz", "lang", "followup", "claim", "maxhours", "retention", "keypersonretention"
+        "digest", "tz", "lang", "followup", "claim", "maxhours", "shiftremind", "retention",
+        "keypersonretention",
     ],
     value: str,
 ) -> None:
     """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10,
-    retention 90d, keypersonretention 28d."""
+    shiftremind 1h, retention 90d, keypersonretention 28d."""
     community = ctx.require_community()
     parsers = {
         "digest": (Clock, lambda v: setattr(community, "digest_time", v.strftime("%H:%M"))),
@@ -349,6 +350,9 @@ async def set_(
         "followup": (Interval, lambda v: setattr(community, "followup_minutes", _minutes(v))),
         "claim": (Interval, lambda v: setattr(community, "claim_minutes", _minutes(v))),
         "maxhours": (Int, lambda v: setattr(community, "max_hours", _hours(v))),
+        "shiftremind": (
+            Interval, lambda v: setattr(community, "shift_remind_minutes", _remind(v, value))
+        ),
     }
     for name, column in RETENTION_SETTINGS.items():
         parsers[name] = (Interval, lambda v, c=column, n=name: setattr(community, c, _days(v, n)))
@@ -373,6 +377,13 @@ def _hours(value: int) -> int:
     if not 1 <= value <= 24:
         raise ArgError("range", word=value, low=1, high=24)
     return value
+
+
+def _remind(value: timedelta, word: str) -> int:
+    """A shift reminder between 5 minutes and a day before the start."""
+    if not timedelta(minutes=5) <= value <= timedelta(hours=24):
+        raise ArgError("range", word=word, low="5m", high="24h")
+    return _minutes(value)
 
 
 def _days(value: timedelta, key: str = "retention") -> int:

@@ -82,6 +82,11 @@ class Unavailable(Exception):
 
 class MatrixTransport:
     name = "matrix"
+    builtin_admins: frozenset[str] = frozenset()
+
+    def mention(self, word: str) -> tuple[str | None, str | None]:
+        """`@alice:example.org` is a full user id; `@alice` a local name."""
+        return (word, None) if ":" in word else (None, word.lstrip("@").lower())
     capabilities = Capabilities(
         reactions=True, files=True, edit=True, pin=True, delete=True, max_length=MAX_LENGTH
     )
