@@ -165,8 +165,8 @@ async def test_refused_in_grid_chats_and_to_members_without_producing_anything(c
     assert [b.file for b in out] == [None] and "请在与我的私聊或社区指挥部群中使用" in out.text()
     out = await bot.say(":as wang", ":dm", "/export keypersons")
     assert out.texts() == ["/export 需要「网格长」或以上角色。"]
-    out = await bot.say(":as lead", ":in hq", "/export keypersons")  # a leader: not in HQ
-    assert out.texts() == ["/export 需要「网格长」或以上角色。"]
+    out = await bot.say(":as lead", ":in hq", "/export keypersons")  # a leader: their grid's,
+    assert out.texts() == ["/export 请在与我的私聊中使用。"]  # by direct message
     assert sorted(p.name for p in bot.workdir.iterdir()) == before
     async with bot.app.db.transaction() as db:
         files = (await db.scalars(select(models.OutboxMessage.file_name)
