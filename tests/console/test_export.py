@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -15,7 +13,6 @@ from storage import models
 from tests.console.test_cli import run
 
 BOM = b"\xef\xbb\xbf"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 async def person_id(db, user: str) -> int:
@@ -23,36 +20,25 @@ async def person_id(db, user: str) -> int:
 
 
 async def seed(bot) -> None:
-    """Screenings, a key person with a check-in, errands in two grids, a shift with sign-ups
-    and a supply report (the last two straight into the database)."""
+    """Screenings, a key person with a check-in, errands in two grids, a shift with a slot
+    taken and one waiting, and a supply report (straight into the database)."""
     await bot.say(":as admin", ":in g2chat", "/household add 5-1-101", "/errand 二网格的事")
     await bot.say(":as wang", ":in g1chat", "/screen 3-1-101 fever temp=38.4 咳嗽",
                   "/screen 3-1-102 ok people=3", ":dm", "/watch add 3-1-102 张三 close-contact",
                   "/checkin K1 38.4 咳嗽")
     await bot.say(":as zhang Zhang", ":in g1chat", "/errand 买菜 for=3-1-101 by=18:00",
                   ":as wang", "/claim E2", "/done E2 放在门口了")
+    await bot.say(":as lead", "/post add 卡口 北门", "/shift add 卡口 tomorrow 08:00-12:00 slots=1",
+                  ":as wang", "/signup S1", ":as li", "/signup S1")
     async with bot.app.db.transaction() as db:
         community = await db.scalar(select(models.Community))
         g1 = await db.scalar(select(models.Grid).where(models.Grid.code == "g1"))
-        wang, li = await person_id(db, "wang"), await person_id(db, "li")
-        post = models.DutyPost(community_id=community.id, grid_id=g1.id, name="卡口")
-        db.add(post)
-        await db.flush()
-        shift = models.Shift(
-            community_id=community.id, number=1, grid_id=g1.id, post_id=post.id,
-            starts_at=datetime(2026, 2, 11, 8, 0, tzinfo=SHANGHAI),
-            ends_at=datetime(2026, 2, 11, 12, 0, tzinfo=SHANGHAI), slots=2, created_by_id=wang,
-        )
-        db.add(shift)
-        await db.flush()
-        now = bot.app.clock.now()
-        db.add_all([models.SignUp(shift_id=shift.id, person_id=wang, state="slot", at=now),
-                    models.SignUp(shift_id=shift.id, person_id=li, state="waiting", at=now)])
         item = models.SupplyItem(community_id=community.id, grid_id=g1.id, name="口罩",
                                  category="protective", unit="个", minimum=100)
         db.add(item)
         await db.flush()
-        db.add(models.SupplyReport(item_id=item.id, level=80, by_id=wang, at=now))
+        db.add(models.SupplyReport(item_id=item.id, level=80, by_id=await person_id(db, "wang"),
+                                   at=bot.app.clock.now()))
 
 
 async def export(bot, line: str) -> tuple[list[list[str]], bytes, str]:
@@ -99,7 +85,7 @@ async def test_each_export_of_the_whole_community_in_the_hq_chat(community):
     assert rows == [
         ["编号", "网格", "岗位", "日期", "开始", "结束", "名额", "已报名", "值班人员", "候补",
          "缺勤"],
-        ["S1", "g1", "卡口", "2026-02-11", "08:00", "12:00", "2", "1", "@wang", "1", ""],
+        ["S1", "g1", "卡口", "2026-02-11", "08:00", "12:00", "1", "1", "@wang", "1", ""],
     ]
 
     rows, _, _ = await export(bot, "/export supplies")
@@ -112,9 +98,9 @@ async def test_each_export_of_the_whole_community_in_the_hq_chat(community):
     assert rows[0] == ["网格", "成员", "显示名", "角色", "类别", "党员", "工作单位", "加入时间",
                        "值班时长(小时)"]
     assert rows[1:] == [
-        ["g1", "@lead", "Lead", "网格长", "机关干部", "是", "街道办", "2026-02-10 09:00", "0"],
+        ["g1", "@lead", "lead", "网格长", "机关干部", "是", "街道办", "2026-02-10 09:00", "0"],
         ["g1", "@wang", "wang", "网格员", "社区工作者", "否", "", "2026-02-10 09:00", "0"],
-        ["g1", "@li", "Li", "网格员", "志愿者", "否", "", "2026-02-10 09:00", "0"],
+        ["g1", "@li", "li", "网格员", "志愿者", "否", "", "2026-02-10 09:00", "0"],
         ["", "@admin", "admin", "社区书记", "", "否", "", "2026-02-10 09:00", "0"],
     ]
 
