@@ -31,6 +31,7 @@ class Config:
     matrix_homeserver: str | None = None
     matrix_user: str | None = None
     matrix_password: str | None = None
+    matrix_trust: str = "tofu"  # whose devices get room keys: "tofu" or "verified"
     lang: str = "zh"
     tz: str = "Asia/Shanghai"
     # The command modules the app loads (each declares its commands, jobs and digest
@@ -57,7 +58,7 @@ class Config:
 _KEYS = {
     "database_url", "data_dir", "admins", "telegram_token", "telegram_api_url",
     "telegram_webhook_url", "telegram_webhook_listen", "matrix_homeserver", "matrix_user",
-    "matrix_password", "lang", "tz", "modules",
+    "matrix_password", "matrix_trust", "lang", "tz", "modules",
 }
 
 
@@ -105,6 +106,9 @@ def _validate(raw: dict[str, object]) -> Config:
             "Matrix needs all of GRIDBOT_MATRIX_HOMESERVER, GRIDBOT_MATRIX_USER and "
             "GRIDBOT_MATRIX_PASSWORD"
         )
+    matrix_trust = str(raw.get("matrix_trust") or "tofu")
+    if matrix_trust not in ("tofu", "verified"):
+        raise ConfigError(f"GRIDBOT_MATRIX_TRUST must be tofu or verified, not {matrix_trust!r}")
     url = str(raw.get("database_url", ""))
     if url and not url.startswith(("sqlite", "postgresql")):
         raise ConfigError(f"GRIDBOT_DATABASE_URL must be an SQLite or PostgreSQL URL, not {url!r}")
@@ -123,6 +127,7 @@ def _validate(raw: dict[str, object]) -> Config:
         matrix_homeserver=_opt(raw, "matrix_homeserver"),
         matrix_user=_opt(raw, "matrix_user"),
         matrix_password=_opt(raw, "matrix_password"),
+        matrix_trust=matrix_trust,
         lang=lang,
         tz=tz,
         modules=_names(raw.get("modules")) or ("commands",),

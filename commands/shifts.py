@@ -18,7 +18,7 @@ waiting list, in the order they came.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
@@ -549,8 +549,7 @@ async def shift_clock(jc: JobContext) -> None:
     for shift, community in upcoming:
         lead = timedelta(minutes=community.shift_remind_minutes)
         if shift.starts_at - lead <= now:
-            async with _in_community(jc, community) as cc:
-                await _remind(cc, shift, lead)
+            await _remind(dataclasses.replace(jc, community=community), shift, lead)
     started = (
         await jc.db.execute(
             select(models.Shift, models.Community)
@@ -562,8 +561,7 @@ async def shift_clock(jc: JobContext) -> None:
     for shift, community in started:
         shift.started_alerted_at = now
         if shift.ends_at > now:
-            async with _in_community(jc, community) as cc:
-                await _alert_empty(cc, shift)
+            await _alert_empty(dataclasses.replace(jc, community=community), shift)
     ended = (
         await jc.db.scalars(
             select(models.Shift).where(
@@ -573,17 +571,6 @@ async def shift_clock(jc: JobContext) -> None:
     ).all()
     for shift in ended:
         shift.credited_at = now
-
-
-@asynccontextmanager
-async def _in_community(jc: JobContext, community: models.Community):
-    """The job's context acting in one community: its messages are rendered in that
-    community's language and time zone (sealed here, before the job's own context seals
-    its messages with none), and delivered with the job's."""
-    cc = JobContext(app=jc.app, db=jc.db, now=jc.now, community=community, queued=jc.queued,
-                    events=jc.events)
-    yield cc
-    await cc.seal()
 
 
 async def _remind(jc: JobContext, shift: models.Shift, lead: timedelta) -> None:

@@ -178,7 +178,7 @@ async def test_signup_is_refused_after_the_start_and_in_another_grid(community):
     out = await community.say(":as admin", ":in g2chat", "/signup S1")
     assert "S1 属于网格 g1「一网格」，请在那个网格办理" in out.text("g2chat")
     out = await community.say(":as wang", "/signup S1")
-    assert "/signup 需要先报到成为网格员" in out.text("g2chat")  # wang is of g1
+    assert "/signup 请在你所在网格的群聊中使用" in out.text("g2chat")  # wang is of g1
     out = await community.say(":in g1chat", ":wait 90m", "/signup S1")
     assert "S1 卡口（北门） 02-10 10:00–12:00 已经开始，不能再报名、取消或换班" in out.text("g1chat")
     assert await states(community, 1) == {}
@@ -357,7 +357,7 @@ async def test_noshow_is_for_leaders_of_the_shifts_grid(community):
     assert "/noshow 需要「网格长」或以上角色" in out.text("g1chat")
     assert await states(community, 1) == {"wang": "slot"}
     out = await community.say(":as lead", ":in g2chat", "/noshow S1 @wang")
-    assert "需要「网格长」或以上角色" in out.text("g2chat")  # lead leads g1, not g2
+    assert "请在你所在网格的群聊中使用" in out.text("g2chat")  # lead leads g1, not g2
     out = await community.say(":as admin", ":in hq", "/noshow S1 @wang")
     assert "S1 的到岗情况已记录" in out.text("hq")  # a secretary may, from the HQ chat
     assert await states(community, 1) == {"wang": "noshow"}

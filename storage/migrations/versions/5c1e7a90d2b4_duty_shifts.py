@@ -1,7 +1,7 @@
 """duty shifts: post places, reminder lead time, start alert mark, no-show time
 
 Revision ID: 5c1e7a90d2b4
-Revises: aa4781324752
+Revises: e7b86a974d09
 Create Date: 2026-11-30 07:45:00
 """
 
@@ -11,7 +11,7 @@ import storage.types
 
 
 revision = '5c1e7a90d2b4'
-down_revision = 'aa4781324752'
+down_revision = 'e7b86a974d09'
 branch_labels = None
 depends_on = None
 
