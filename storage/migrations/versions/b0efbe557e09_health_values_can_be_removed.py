@@ -2,7 +2,7 @@
 NULL once the record is anonymised (retention, /forget)
 
 Revision ID: b0efbe557e09
-Revises: 5c1e7a90d2b4, e7b86a974d09
+Revises: 5c1e7a90d2b4
 Create Date: 2026-11-30 07:27:31.977367
 """
 
@@ -12,8 +12,7 @@ import storage.types
 
 
 revision = 'b0efbe557e09'
-# Also joins the two heads of duty shifts and of publicity and care.
-down_revision = ('5c1e7a90d2b4', 'e7b86a974d09')
+down_revision = '5c1e7a90d2b4'
 branch_labels = None
 depends_on = None
 
