@@ -235,7 +235,8 @@ class KeyPerson(Base):
     grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"), index=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
     name: Mapped[str | None] = mapped_column(String(255))
-    reason: Mapped[str] = mapped_column(String(32))
+    # Name and reason are removed (NULL) once the record is anonymised (commands/records.py).
+    reason: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime]
     until: Mapped[date | None] = mapped_column(Date)
     ended_at: Mapped[datetime | None]
@@ -251,7 +252,7 @@ class CheckIn(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key_person_id: Mapped[int] = mapped_column(ForeignKey("key_persons.id"), index=True)
-    temperature: Mapped[float] = mapped_column(Float)
+    temperature: Mapped[float | None] = mapped_column(Float)  # NULL once anonymised
     symptoms: Mapped[str] = mapped_column(Text, default="")
     alert: Mapped[bool] = mapped_column(Boolean, default=False)
     by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))

@@ -1,7 +1,7 @@
 """supplies: item aliases and low-alert state, request numbers and who met them
 
 Revision ID: 9a4e3ac71e86
-Revises: 5c1e7a90d2b4
+Revises: b0efbe557e09
 Create Date: 2026-11-30 07:27:40.247787
 """
 
@@ -11,7 +11,7 @@ import storage.types
 
 
 revision = '9a4e3ac71e86'
-down_revision = '5c1e7a90d2b4'
+down_revision = 'b0efbe557e09'
 branch_labels = None
 depends_on = None
 
