@@ -20,8 +20,12 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
 from bot.api import Actions, Choice, Context, Date, Reject, Role, Where, command
+from bot.privacy import Viewer, may_see
 from storage import models
 from storage.queries import shift_hours
+
+# The operator running `gridbot export` on the server sees what the database holds.
+OPERATOR = Viewer(admin=True, person_id=0)
 
 KINDS = ("screenings", "keypersons", "errands", "shifts", "supplies", "members")
 Kind = Annotated[
@@ -64,7 +68,8 @@ async def export(
     ctx.require_community()
     # A secretary exports the whole community; a leader, their grid.
     grid = None if ctx.role >= Role.SECRETARY else ctx.require_grid()
-    made = await export_csv(ctx, kind, grid=grid, first=from_, last=to)
+    made = await export_csv(ctx, kind, grid=grid, first=from_, last=to,
+                            viewer=ctx.chat_viewer(ctx.chat))
     ctx.reply("export/sent", kind=kind, rows=made.rows, grid=grid, first=from_, last=to,
               file=(made.name, made.data))
 
@@ -76,15 +81,18 @@ async def export_csv(
     grid: models.Grid | None = None,
     first: date | None = None,
     last: date | None = None,
+    viewer: Viewer | None = OPERATOR,
 ) -> Export:
     """The CSV file of one kind of record of `actions.community` (or one grid of it), for the
-    days `first`..`last` (inclusive, in the community's time zone)."""
+    days `first`..`last` (inclusive, in the community's time zone). Health details are
+    written only where the privacy rule lets `viewer` see them (an operator at the command
+    line sees all)."""
     if first is not None and last is not None and first > last:
         raise Reject("export/bad_period", first=first, last=last)
     tz = ZoneInfo(actions.tz)
     since = datetime.combine(first, time(0), tz) if first else None
     until = datetime.combine(last + timedelta(days=1), time(0), tz) if last else None
-    rows = await ROWS[kind](actions, _Scope(actions.community, grid, since, until))
+    rows = await ROWS[kind](actions, _Scope(actions.community, grid, since, until, viewer))
     headers = actions.render("export/columns", columns=COLUMNS[kind]).split("\n")
     labels = _labels(actions)
     out = io.StringIO()
@@ -102,6 +110,11 @@ class _Scope:
     grid: models.Grid | None
     since: datetime | None
     until: datetime | None
+    viewer: Viewer | None
+
+    def private(self, value: Any, subject: Any) -> Any:
+        """A health detail, if the reader may see it (bot/privacy.py); else left empty."""
+        return value if may_see(self.viewer, subject) else None
 
     def where(self, model: Any, moment: Any | None = None) -> list:
         conditions = [model.community_id == self.community.id]
@@ -156,8 +169,8 @@ async def _screenings(actions: Actions, scope: _Scope) -> list[tuple]:
         .order_by(models.Screening.at, models.Screening.id)
     )
     return [
-        (grid, household, s.round_no, _Label("status", s.status), s.people, s.temperature,
-         s.note, person.label, s.at)
+        (grid, household, s.round_no, _Label("status", s.status), s.people,
+         scope.private(s.temperature, s), scope.private(s.note, s), person.label, s.at)
         for s, grid, household, person in rows.all()
     ]
 
@@ -192,9 +205,10 @@ async def _keypersons(actions: Actions, scope: _Scope) -> list[tuple]:
         .order_by(kp.number)
     )
     return [
-        (f"K{k.number}", grid, household, k.name, _Label("reason", k.reason), k.started_at,
-         k.until, k.ended_at, watcher.label if watcher else None, checkins or 0,
-         int(alerts or 0), c.at if c else None, c.temperature if c else None,
+        (f"K{k.number}", grid, household, scope.private(k.name, k),
+         scope.private(_Label("reason", k.reason), k), k.started_at, k.until, k.ended_at,
+         watcher.label if watcher else None, checkins or 0, int(alerts or 0),
+         c.at if c else None, scope.private(c.temperature, k) if c else None,
          k.anonymised_at is not None)
         for k, grid, household, watcher, checkins, alerts, c in rows.all()
     ]
