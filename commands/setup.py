@@ -338,16 +338,22 @@ async def _grids_without_role(
     ))
 
 
-@command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",))
+# Settings that, shortened, remove health data sooner: asked again before they change.
+RETENTION_SETTINGS = {"retention": "retention_days", "keypersonretention": "anonymise_days"}
+RETENTION_BOUNDS = {"retention": (7, 3650), "keypersonretention": (1, 365)}  # days
+
+
+@command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",), confirmable=True)
 async def set_(
     ctx: Context,
     key: Literal[
-        "digest", "tz", "lang", "followup", "claim", "maxhours", "shiftremind", "retention"
+        "digest", "tz", "lang", "followup", "claim", "maxhours", "shiftremind", "retention",
+        "keypersonretention",
     ],
     value: str,
 ) -> None:
     """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10,
-    shiftremind 1h, retention 90d."""
+    shiftremind 1h, retention 90d, keypersonretention 28d."""
     community = ctx.require_community()
     parsers = {
         "digest": (Clock, lambda v: setattr(community, "digest_time", v.strftime("%H:%M"))),
@@ -359,10 +365,16 @@ async def set_(
         "shiftremind": (
             Interval, lambda v: setattr(community, "shift_remind_minutes", _remind(v, value))
         ),
-        "retention": (Interval, lambda v: setattr(community, "retention_days", _days(v))),
     }
+    for name, column in RETENTION_SETTINGS.items():
+        parsers[name] = (Interval, lambda v, c=column, n=name: setattr(community, c, _days(v, n)))
     kind, apply = parsers[key]
     parsed = await convert(ctx, kind, value)
+    if key in RETENTION_SETTINGS:
+        days, current = _days(parsed, key), getattr(community, RETENTION_SETTINGS[key])
+        if days < current:
+            # Health data older than the new limit goes at the next retention run, for good.
+            ctx.confirm("setup/confirm_shorter", key=key, days=days, current=current)
     apply(parsed)
     await ctx.db.flush()
     ctx.reply("setup/setting_changed", key=key, community=community)
@@ -386,7 +398,10 @@ def _remind(value: timedelta, word: str) -> int:
     return _minutes(value)
 
 
-def _days(value: timedelta) -> int:
+def _days(value: timedelta, key: str = "retention") -> int:
+    low, high = RETENTION_BOUNDS[key]
     if value < timedelta(days=1):
         raise ArgError("retention", word=f"{_minutes(value)}m")
+    if not low <= value.days <= high:
+        raise ArgError("range", word=f"{value.days}d", low=f"{low}d", high=f"{high}d")
     return value.days
