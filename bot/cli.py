@@ -102,7 +102,8 @@ async def _export(config: config_module.Config, options: argparse.Namespace) -> 
         async with app.db.transaction() as db:
             name = options.community
             query = select(models.Community).where(
-                (models.Community.id == int(name)) if name.isdigit() else (models.Community.name == name)
+                (models.Community.id == int(name)) if name.isdigit()
+                else (models.Community.name == name)
             )
             found = (await db.scalars(query.order_by(models.Community.id))).all()
             if len(found) != 1:
@@ -112,7 +113,9 @@ async def _export(config: config_module.Config, options: argparse.Namespace) -> 
                 return 1
             actions = Actions(app=app, db=db, now=app.clock.now(), community=found[0])
             try:
-                made = await export_csv(actions, options.kind, first=options.first, last=options.last)
+                made = await export_csv(
+                    actions, options.kind, first=options.first, last=options.last
+                )
             except Reject as problem:
                 print("gridbot: " + actions.render(problem.template, **problem.values),
                       file=sys.stderr)

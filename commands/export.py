@@ -87,12 +87,15 @@ async def export_csv(
     days `first`..`last` (inclusive, in the community's time zone). Health details are
     written only where the privacy rule lets `viewer` see them (an operator at the command
     line sees all)."""
+    community = actions.community
+    if community is None:
+        raise ValueError("an export is of one community; actions.community is not set")
     if first is not None and last is not None and first > last:
         raise Reject("export/bad_period", first=first, last=last)
     tz = ZoneInfo(actions.tz)
     since = datetime.combine(first, time(0), tz) if first else None
     until = datetime.combine(last + timedelta(days=1), time(0), tz) if last else None
-    rows = await ROWS[kind](actions, _Scope(actions.community, grid, since, until, viewer))
+    rows = await ROWS[kind](actions, _Scope(community, grid, since, until, viewer))
     headers = actions.render("export/columns", columns=COLUMNS[kind]).split("\n")
     labels = _labels(actions)
     out = io.StringIO()
@@ -260,7 +263,8 @@ async def _shifts(actions: Actions, scope: _Scope) -> list[tuple]:
         holders = [label for state, label in people if state == "slot"]
         out.append((
             f"S{s.number}", grid, post, s.starts_at.astimezone(tz).date(),
-            s.starts_at.astimezone(tz).strftime("%H:%M"), s.ends_at.astimezone(tz).strftime("%H:%M"),
+            s.starts_at.astimezone(tz).strftime("%H:%M"),
+            s.ends_at.astimezone(tz).strftime("%H:%M"),
             s.slots, len(holders), " ".join(holders),
             sum(state == "waiting" for state, _ in people),
             " ".join(label for state, label in people if state == "noshow"),

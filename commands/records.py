@@ -38,8 +38,10 @@ from bot.api import (
     command,
     job,
 )
+from bot.args import Numbered
 from commands.history import AnyItem
 from storage import models
+from storage.queries import load
 
 UNDO_WINDOW = timedelta(minutes=10)
 # Bookkeeping that an undo leaves alone: numbers are never handed out twice.
@@ -49,7 +51,9 @@ NOT_UNDOABLE = {"undo", "forget", "community"}
 # Items shown by their own ID in what /undo says; other rows are counted per table.
 ITEM_TABLES = {"errands": "E", "shifts": "S", "key_persons": "K"}
 
-MODELS: dict[str, type] = {m.class_.__tablename__: m.class_ for m in models.Base.registry.mappers}
+MODELS: dict[str, type[models.Base]] = {
+    m.class_.__tablename__: m.class_ for m in models.Base.registry.mappers
+}
 TABLE_ORDER = {t.name: i for i, t in enumerate(models.Base.metadata.sorted_tables)}
 # (table, column) → the table a foreign key column points at.
 FOREIGN_KEYS: dict[str, list[tuple[str, str]]] = {
@@ -115,7 +119,7 @@ async def undo(ctx: Context, item: Annotated[tuple[str, Any], AnyItem()] | None 
     ctx.record("audit_log", entry.id, before={"undone_at": None},
                after={"undone_at": ctx.now.isoformat()})
     ctx.ref(*entry.refs)
-    author = await ctx.db.get(models.Person, entry.person_id)
+    author = await load(ctx.db, models.Person, entry.person_id)
     ctx.reply("records/undone", command=entry.command, refs=entry.refs, undone=undone,
               author=None if author.id == ctx.person.id else author.label,
               told=await _messages_sent(ctx, entry))
@@ -241,7 +245,9 @@ async def _reverse(ctx: Context, nets: dict[tuple[str, Any], dict]) -> bool:
     """Restores updated rows, then deletes inserted ones (children first), then puts deleted
     ones back (parents first). False, with nothing done, if a row is no longer as the command
     left it (changed by something the audit log did not see)."""
-    restores, removals, reinserts = [], [], []
+    restores: list[tuple[models.Base, dict]] = []
+    removals: list[models.Base] = []
+    reinserts: list[models.Base] = []
     for (table, row_id), net in nets.items():
         model = MODELS[table]
         current = await ctx.db.get(model, row_id, with_for_update=True)
@@ -264,7 +270,7 @@ async def _reverse(ctx: Context, nets: dict[tuple[str, Any], dict]) -> bool:
             setattr(current, column, value)
     await ctx.db.flush()
     for row in sorted(removals, key=lambda r: -TABLE_ORDER[r.__tablename__]):
-        if row.__tablename__ in ITEM_TABLES:
+        if isinstance(row, models.Errand | models.Shift | models.KeyPerson):  # ITEM_TABLES
             # Its buttons and reactions (`/claim E5`) lead nowhere now.
             await ctx.db.execute(delete(models.PostedMessage).where(
                 models.PostedMessage.community_id == row.community_id,
@@ -278,12 +284,12 @@ async def _reverse(ctx: Context, nets: dict[tuple[str, Any], dict]) -> bool:
     return True
 
 
-def _unchanged(model: type, current: Any, after: dict) -> bool:
+def _unchanged(model: type[models.Base], current: Any, after: dict) -> bool:
     revived = _revive_all(model, after)
     return all(getattr(current, column) == value for column, value in revived.items())
 
 
-def _revive_all(model: type, values: dict) -> dict:
+def _revive_all(model: type[models.Base], values: dict) -> dict:
     return {
         attr.key: _revive(attr.columns[0].type, values[attr.key])
         for attr in model.__mapper__.column_attrs
@@ -341,10 +347,12 @@ async def _label(ctx: Context, table: str, row_id: Any, values: dict) -> str | N
         number = values.get("number")
         if number is None:
             row = await ctx.db.get(MODELS[table], row_id)
-            number = row.number if row else None
+            number = row.number if isinstance(row, Numbered) else None
         return f"{ITEM_TABLES[table]}{number}" if number is not None else None
-    parents = {"checkins": ("key_person_id", models.KeyPerson, "K"),
-               "signups": ("shift_id", models.Shift, "S")}
+    parents: dict[str, tuple[str, type[models.KeyPerson | models.Shift], str]] = {
+        "checkins": ("key_person_id", models.KeyPerson, "K"),
+        "signups": ("shift_id", models.Shift, "S"),
+    }
     if table in parents:
         column, model, prefix = parents[table]
         parent_id = values.get(column)
@@ -352,7 +360,7 @@ async def _label(ctx: Context, table: str, row_id: Any, values: dict) -> str | N
             row = await ctx.db.get(MODELS[table], row_id)
             parent_id = getattr(row, column) if row else None
         parent = await ctx.db.get(model, parent_id) if parent_id is not None else None
-        return f"{prefix}{parent.number}" if parent else None
+        return f"{prefix}{parent.number}" if isinstance(parent, Numbered) else None
     if table == "screenings":
         household = await ctx.db.get(models.Household, values.get("household_id"))
         return household.code if household else None
@@ -431,7 +439,7 @@ async def remove_key_person_data(actions: Actions, kp: models.KeyPerson) -> int:
     """Removes a key person's name and reason and their check-ins' temperatures and symptoms,
     with the audit log's copies and the stored messages that showed them. Returns the number
     of check-ins cleared."""
-    db, community = actions.db, actions.community
+    db, community = actions.db, _community(actions)
     await db.execute(
         update(models.KeyPerson).where(models.KeyPerson.id == kp.id)
         .values(name=None, reason=None, anonymised_at=actions.now)
@@ -483,7 +491,7 @@ async def clear_old_screenings(actions: Actions) -> int:
     Progress is kept per community, so each run looks only at what became due since; a
     large backlog (the first run, a shortened retention) is cleared a batch per run, so the
     database is not held for long."""
-    db, community = actions.db, actions.community
+    db, community = actions.db, _community(actions)
     cutoff = actions.now - timedelta(days=community.retention_days)
     mark_key = f"retention:screenings:{community.id}"
     mark = await db.get(models.KeyValue, mark_key)
@@ -506,7 +514,7 @@ async def clear_old_screenings(actions: Actions) -> int:
             update(models.Screening).where(*carrying, models.Screening.at <= upto)
             .values(note="", temperature=None).execution_options(synchronize_session=False)
         )
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
     entries = [models.AuditEntry.community_id == community.id, models.AuditEntry.at <= upto,
                cast(models.AuditEntry.changes, String).like('%"table": "screenings"%')]
     if since is not None:
@@ -520,6 +528,13 @@ async def clear_old_screenings(actions: Actions) -> int:
     else:
         mark.value = upto.isoformat()
     return cleared
+
+
+def _community(actions: Actions) -> models.Community:
+    """The community whose records these are: /forget's, or the one a retention run is for."""
+    if actions.community is None:
+        raise ValueError("records are kept per community; actions.community is not set")
+    return actions.community
 
 
 def _scrub_entry(entry: models.AuditEntry, private_columns) -> bool:
@@ -558,7 +573,7 @@ async def _scrub_messages(
     """Empties the stored text of messages that carried the data: any message naming the
     person, and the direct or HQ messages (the only ones that show health values) that name
     the item or were sent by a command that wrote it."""
-    community, db = actions.community, actions.db
+    community, db = _community(actions), actions.db
     hq = await db.get(models.Chat, community.hq_chat_id) if community.hq_chat_id else None
     conditions = [models.OutboxMessage.community_id == community.id,
                   models.OutboxMessage.text != ""]
@@ -575,7 +590,9 @@ async def _scrub_messages(
         candidates.append(models.OutboxMessage.text.like(f"%{name}%"))
     if not candidates:
         return 0
-    rows = (await db.scalars(select(models.OutboxMessage).where(*conditions, or_(*candidates)))).all()
+    rows = (
+        await db.scalars(select(models.OutboxMessage).where(*conditions, or_(*candidates)))
+    ).all()
     private_chats = {(hq.transport, hq.external_id)} if hq else set()
     chats = {row.chat for row in rows if row.chat is not None}
     if chats:
@@ -583,7 +600,7 @@ async def _scrub_messages(
             select(models.Chat.transport, models.Chat.external_id)
             .where(models.Chat.is_direct.is_(True), models.Chat.external_id.in_(chats))
         )
-        private_chats.update(tuple(found) for found in direct.all())
+        private_chats.update((transport, chat) for transport, chat in direct.all())
     mentions = re.compile(rf"(?<![0-9A-Za-z]){ref}(?![0-9])") if ref else None
     cleared = 0
     for row in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -355,7 +356,8 @@ async def set_(
     """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10,
     shiftremind 1h, retention 90d, keypersonretention 28d."""
     community = ctx.require_community()
-    parsers = {
+    # Each setting: the type its value is read as, and how it is applied.
+    parsers: dict[str, tuple[object, Callable[..., None]]] = {
         "digest": (Clock, lambda v: setattr(community, "digest_time", v.strftime("%H:%M"))),
         "tz": (Zone, lambda v: setattr(community, "tz", v)),
         "lang": (Literal["zh", "en"], lambda v: setattr(community, "lang", v)),

@@ -56,7 +56,7 @@ from bot.api import (
 )
 from bot.args import Item
 from storage import models
-from storage.queries import grid_chats, next_number
+from storage.queries import grid_chats, load, next_number
 
 CATEGORIES = ("protective", "disinfection", "food", "medicine", "other")
 FRONT_LINE = ("protective", "disinfection")
@@ -233,7 +233,8 @@ CATALOGUE = (
     Supply("vegetables", "food", "kg", "蔬菜", "vegetables",
            ("菜", "青菜", "蔬菜包", "vegetable", "veg", "veggies")),
     Supply("grain", "food", "kg", "粮食", "grain",
-           ("米", "面", "粮", "大米", "面粉", "挂面", "面条", "rice", "flour", "noodles", "grains")),
+           ("米", "面", "粮", "大米", "面粉", "挂面", "面条",
+            "rice", "flour", "noodles", "grains")),
     Supply("oil", "food", "L", "食用油", "cooking oil", ("油", "cooking oil", "cookingoil")),
     Supply("meat", "food", "kg", "肉", "meat", ("肉类", "猪肉", "牛肉", "鸡肉", "pork", "beef",
                                                "chicken")),
@@ -319,7 +320,7 @@ def _is_amount(word: str) -> bool:
 
 async def _grid_items(ctx: Context) -> list[models.SupplyItem]:
     """This chat's grid's items (a grid has tens of them, not thousands)."""
-    query = select(models.SupplyItem).where(models.SupplyItem.grid_id == ctx.grid.id)
+    query = select(models.SupplyItem).where(models.SupplyItem.grid_id == ctx.require_grid().id)
     return list((await ctx.db.scalars(query.order_by(models.SupplyItem.id))).all())
 
 
@@ -446,7 +447,9 @@ async def stocks(actions: Actions, items: list[models.SupplyItem]) -> list[Stock
     out = []
     for item in items:
         history = histories.get(item.id, [])
-        stock = Stock(item, item_label(item.name, actions.lang), unit_label(item.unit, actions.lang))
+        stock = Stock(
+            item, item_label(item.name, actions.lang), unit_label(item.unit, actions.lang)
+        )
         if history:
             stock.last_at, stock.level, by = history[-1]
             stock.last_by = people.get(by)
@@ -616,7 +619,8 @@ async def need(
     line = _need_line(ctx, request, ctx.person, grid)
     ctx.post(ctx.chat, "supplies/need_posted", line=line, hq=False,
              reply_to=ctx.message.message_id, **_meetable(ctx, request))
-    hq = await ctx.db.get(models.Chat, ctx.community.hq_chat_id) if ctx.community.hq_chat_id else None
+    community = ctx.require_community()
+    hq = await ctx.db.get(models.Chat, community.hq_chat_id) if community.hq_chat_id else None
     if hq is not None and hq.id != ctx.chat.id:
         ctx.post(hq, "supplies/need_posted", line=line, hq=True, **_meetable(ctx, request))
 
@@ -625,7 +629,7 @@ async def need(
 async def need_done(ctx: Context, need: NeedRef, note: Text = "") -> None:
     """Mark a priority request met (a leader of its grid, or the secretary); the person who
     asked is told."""
-    grid = await ctx.db.get(models.Grid, need.grid_id)
+    grid = await load(ctx.db, models.Grid, need.grid_id)
     if ctx.role_in(grid) < Role.LEADER:
         raise Reject("supplies/need_other_grid", number=need.number, grid=grid)
     # One conditional UPDATE: of two people marking it at once (the button), one does.
@@ -641,6 +645,7 @@ async def need_done(ctx: Context, need: NeedRef, note: Text = "") -> None:
         by = await ctx.db.get(models.Person, need.met_by_id) if need.met_by_id else None
         raise Reject("supplies/need_closed", number=need.number, by=by.label if by else None,
                      at=need.closed_at)
+    assert need.closed_at is not None  # just set by the update
     ctx.record(
         "supply_needs", need.id,
         before={"closed_at": None, "met_by_id": None, "met_note": ""},
@@ -648,7 +653,7 @@ async def need_done(ctx: Context, need: NeedRef, note: Text = "") -> None:
                "met_note": note},
     )
     ctx.ref(f"N{need.number}")
-    asker = await ctx.db.get(models.Person, need.by_id)
+    asker = await load(ctx.db, models.Person, need.by_id)
     line = _need_line(ctx, need, asker, grid)
     ctx.reply("supplies/need_met", line=line, by=ctx.person.label)
     chats = await grid_chats(ctx.db, grid.id)
@@ -712,11 +717,11 @@ async def _ensure_item(
             ctx.db.add(row)
             await ctx.db.flush()
     except IntegrityError:  # created meanwhile by someone else in this grid
-        row = await ctx.db.scalar(
+        row = (await ctx.db.scalars(
             select(models.SupplyItem).where(
                 models.SupplyItem.grid_id == grid.id, models.SupplyItem.name == named.name
             )
-        )
+        )).one()
         return row, False
     return row, True
 
@@ -755,18 +760,18 @@ async def _follow_minimum(
         if row.low_since is not None:
             return "low", 0
         # One conditional UPDATE: of two reports crossing at once, one alerts.
-        won = await ctx.db.scalar(
+        low_since = await ctx.db.scalar(
             update(models.SupplyItem)
             .where(models.SupplyItem.id == row.id, models.SupplyItem.low_since.is_(None))
             .values(low_since=ctx.now)
-            .returning(models.SupplyItem.id)
+            .returning(models.SupplyItem.low_since)
             .execution_options(synchronize_session=False)
         )
         await ctx.db.refresh(row)
-        if won is None:
+        if low_since is None:
             return "low", 0
         ctx.record("supply_items", row.id, before={"low_since": None},
-                   after={"low_since": row.low_since.isoformat()})
+                   after={"low_since": low_since.isoformat()})
         return "alerted", await _alert_leaders(ctx, row)
     if row.low_since is not None:
         row.low_since = None
@@ -824,7 +829,9 @@ async def _change_unit(ctx: Context, row: models.SupplyItem, unit: Unit) -> None
     item with reports cannot move to a unit its levels do not convert to."""
     old = UNITS.get(row.unit)
     reports = (
-        await ctx.db.scalars(select(models.SupplyReport).where(models.SupplyReport.item_id == row.id))
+        await ctx.db.scalars(
+            select(models.SupplyReport).where(models.SupplyReport.item_id == row.id)
+        )
     ).all()
     if old is None or old.dimension != unit.dimension:
         if reports:
@@ -833,24 +840,36 @@ async def _change_unit(ctx: Context, row: models.SupplyItem, unit: Unit) -> None
         row.unit = unit.key
         return
     for report in reports:
-        report.level = convert_level(report.level, old, unit)
+        report.level = _rescale(report.level, old, unit)
     if row.minimum is not None:
-        row.minimum = convert_level(row.minimum, old, unit)
+        row.minimum = _rescale(row.minimum, old, unit)
     needs = await ctx.db.scalars(select(models.SupplyNeed).where(
         models.SupplyNeed.item_id == row.id, models.SupplyNeed.closed_at.is_(None)))
     for request in needs:
-        request.quantity = convert_level(request.quantity, old, unit)
+        request.quantity = _rescale(request.quantity, old, unit)
         request.unit = unit.key
     row.unit = unit.key
 
 
+def _rescale(value: float, unit: Unit, to: Unit) -> float:
+    """`value` in `unit` expressed in `to`, a unit of the same dimension."""
+    converted = convert_level(value, unit, to)
+    if converted is None:
+        raise ValueError(f"{unit.key} does not convert to {to.key}")
+    return converted
+
+
 def _item_view(ctx: Context, named: Named, *, changed: bool = False) -> dict:
     row, supply = named.item, named.supply
+    known = row or supply
+    if known is None:
+        raise ValueError(f"{named.name!r} is neither an item of the grid nor of the catalogue")
     return {
         "name": item_label(named.name, ctx.lang),
-        "category": row.category if row else supply.category,
-        "unit": unit_label(row.unit if row else supply.unit, ctx.lang),
-        "aliases": ([supply.zh, supply.en, *supply.aliases] if supply else []) + (row.aliases if row else []),
+        "category": known.category,
+        "unit": unit_label(known.unit, ctx.lang),
+        "aliases": ([supply.zh, supply.en, *supply.aliases] if supply else [])
+        + (row.aliases if row else []),
         "minimum": row.minimum if row else None,
         "changed": changed,
     }
@@ -868,7 +887,9 @@ async def _community_view(ctx: Context, community: models.Community) -> None:
     """Every grid side by side: one line per item, each grid's level on it."""
     grids = list(
         await ctx.db.scalars(
-            select(models.Grid).where(models.Grid.community_id == community.id).order_by(models.Grid.code)
+            select(models.Grid)
+            .where(models.Grid.community_id == community.id)
+            .order_by(models.Grid.code)
         )
     )
     rows: dict[str, Row] = {}
@@ -879,6 +900,8 @@ async def _community_view(ctx: Context, community: models.Community) -> None:
                 stock.item.name, Row(stock.name, stock.category, [(g, None) for g in grids])
             )
             row.cells[index] = (grid, stock)
-    ordered = sorted(rows.values(), key=lambda r: (not r.low, _category_rank(r.category), r.name.lower()))
+    ordered = sorted(
+        rows.values(), key=lambda r: (not r.low, _category_rank(r.category), r.name.lower())
+    )
     needs = await open_needs(ctx, models.SupplyNeed.community_id == community.id)
     ctx.reply("supplies/all", community=community, grids=grids, rows=ordered, needs=needs)

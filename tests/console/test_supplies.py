@@ -164,7 +164,8 @@ async def test_units_are_converted_and_contradicting_units_refused(community):
 
     out = await community.say("/supply masks 3 kg", "/supply 口罩 2箱", "/supply 酒精 1 斤")
     wrong_kg, wrong_box, wrong_jin = out.texts("g1chat")
-    assert "口罩以「个」计量，「公斤」无法换算成个" in wrong_kg and "/supply <item> <qty> [unit]" in wrong_kg
+    assert "口罩以「个」计量，「公斤」无法换算成个" in wrong_kg
+    assert "/supply <item> <qty> [unit]" in wrong_kg
     assert "口罩以「个」计量，「箱」无法换算" in wrong_box
     assert "酒精以「升」计量，「斤」无法换算" in wrong_jin
     assert await levels(community, "masks") == [500, 20000]  # nothing stored when refused
@@ -206,8 +207,11 @@ async def test_unknown_item_is_other_until_a_leader_gives_it_a_category_and_alia
 
     out = await community.say("/supply item 体温枪 category=medicine")
     assert "需要「网格长」或以上角色" in out.text("g1chat")
-    out = await community.say(":as lead", "/supply item 体温枪 category=药品 alias=测温枪,thermometer")
-    assert "体温枪：药品，单位 个" in out.text("g1chat") and "测温枪、thermometer" in out.text("g1chat")
+    out = await community.say(
+        ":as lead", "/supply item 体温枪 category=药品 alias=测温枪,thermometer"
+    )
+    assert "体温枪：药品，单位 个" in out.text("g1chat")
+    assert "测温枪、thermometer" in out.text("g1chat")
 
     out = await community.say(":as wang", "/supply 测温枪 4", "/supply thermometer 3")
     assert out.text("g1chat").count("已记录 g1 体温枪") == 2
@@ -266,7 +270,9 @@ async def test_priority_requests_opened_and_met_with_a_message_to_the_asker(comm
     [told] = out.texts("dm:wang")
     assert "你提出的优先需求 N1（g1 防护服 50 套）已满足" in told and "街道已调拨" in told
 
-    out = await community.say(":as lead", ":in g1chat", "/need done n1", "/need done N9", "/need done 2")
+    out = await community.say(
+        ":as lead", ":in g1chat", "/need done n1", "/need done N9", "/need done 2"
+    )
     already, unknown, met = out.texts("g1chat")
     assert "N1 已经标记为满足（@admin" in already
     assert "没有 N9" in unknown and "/need done <N> [note…]" in unknown
@@ -339,14 +345,16 @@ async def test_in_english(community):
 
     out = await community.say("/need suits 20 for the north gate")
     assert "priority request N1: protective suits 20 sets, asked by @wang" in out.text("g1chat")
-    assert "Note: for the north gate" in out.text("g1chat") and "[Met: /need done N1]" in out.text("g1chat")
+    assert "Note: for the north gate" in out.text("g1chat")
+    assert "[Met: /need done N1]" in out.text("g1chat")
     out = await community.say(":as admin", ":in hq", "/digest")
     assert "Supplies: 1 below minimum, 1 priority request open" in out.text("hq")
     assert "⚠ gloves: 80 pairs (min 100)" in out.text("hq")
     assert "N1 protective suits 20 sets · asked by @wang · for the north gate" in out.text("hq")
 
     out = await community.say("/need done N1", "/supplies all")
-    assert "Priority request N1 (g1 protective suits 20 sets) is met, confirmed by @admin" in out.text("hq")
+    assert ("Priority request N1 (g1 protective suits 20 sets) is met, confirmed by @admin"
+            in out.text("hq"))
     assert "Your priority request N1" in out.text("dm:wang")
     assert "⚠ gloves: g1 80 pairs ⚠below 100 · g2 —" in out.text("hq")
     assert "No open priority requests." in out.text("hq")

@@ -152,7 +152,10 @@ async def test_a_leader_undoes_a_members_write_in_their_grid_and_a_member_may_no
     assert "需要「网格长」" in out.text()
 
     out = await bot.say(":as lead", ":in g1chat", "/undo E1")
-    assert out.text() == "已撤回 @wang 的 /claim：\nE1 撤回：恢复为待认领\n已经发出的 1 条通知无法收回，如有需要请告知相关的人。"
+    assert out.text() == (
+        "已撤回 @wang 的 /claim：\nE1 撤回：恢复为待认领\n"
+        "已经发出的 1 条通知无法收回，如有需要请告知相关的人。"
+    )
     assert (await errand(bot, 1)).state == "open"
     [undo] = await entries(bot, "undo")
     assert undo.refs == ["E1"] and undo.person_id != (await entries(bot, "claim"))[0].person_id

@@ -504,4 +504,6 @@ async def test_private_details_typed_in_a_group_are_removed_where_the_bot_may(
         [(chat, removed)] = botapi.deleted
         assert chat == G1 and removed not in bot_messages  # wang's message, not a reply
         group = [m for m in botapi.sent() if m["chat_id"] == G1]
-        assert all("38.6" not in (m["text"] or "") and "咳嗽" not in (m["text"] or "") for m in group)
+        assert all(
+            "38.6" not in (m["text"] or "") and "咳嗽" not in (m["text"] or "") for m in group
+        )
