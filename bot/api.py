@@ -20,7 +20,6 @@ from bot.args import (
     NewGridCode,
     PersonRef,
     Private,
-    Qty,
     ShiftRef,
     Text,
     When,
@@ -37,7 +36,7 @@ __all__ = [
     "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Clock", "Command", "Confirm",
     "Context", "Converter", "Date", "ErrandRef", "ExistingGrid", "ExistingHousehold", "Flag",
     "GridCode", "Hours", "HouseholdCode", "HouseholdRef", "Int", "Interval", "JobContext",
-    "KeyPersonRef", "NewGridCode", "PersonRef", "Private", "Qty", "Refused", "Reject", "Role",
+    "KeyPersonRef", "NewGridCode", "PersonRef", "Private", "Refused", "Reject", "Role",
     "ShiftRef", "Text", "When", "Where", "Zone",
     "command", "convert", "digest_section", "hand_back", "job", "on", "usable_here",
 ]

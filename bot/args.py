@@ -359,7 +359,6 @@ class Private:
 # The names commands use in their signatures.
 Text = Annotated[str, Rest()]
 Int = Annotated[int, Integer()]
-Qty = Annotated[float, Number()]
 Celsius = Annotated[float, Temperature()]
 Interval = Annotated[timedelta, Duration()]
 Date = Annotated[date, Day()]
