@@ -86,7 +86,9 @@ class Undone:
 
 
 @command("undo", role=Role.RESIDENT, where=Where.COMMUNITY, aliases=("撤回", "撤销"))
-async def undo(ctx: Context, item: Annotated[tuple[str, Any], AnyItem()] | None = None) -> None:
+async def undo(
+    ctx: Context, item: Annotated[tuple[str, Numbered], AnyItem()] | None = None
+) -> None:
     """Take back your last write of the last 10 minutes; leaders name an item of their grid (E5)."""
     community = ctx.require_community()
     if item is None:
@@ -143,7 +145,7 @@ async def _own_last(ctx: Context, community: models.Community) -> models.AuditEn
     return entry
 
 
-async def _last_on(ctx: Context, prefix: str, row: Any) -> models.AuditEntry:
+async def _last_on(ctx: Context, prefix: str, row: Numbered) -> models.AuditEntry:
     """The latest write on an item that is still in force (undos themselves aside)."""
     ref = f"{prefix}{row.number}"
     entry = await ctx.db.scalar(
@@ -173,7 +175,9 @@ def _touches(table: str, row_id: int, ref: str | None = None):
     return or_(cast(models.AuditEntry.refs, String).like(f'%"{ref}"%'), changes)
 
 
-async def _may_undo_for_others(ctx: Context, entry: models.AuditEntry, item) -> None:
+async def _may_undo_for_others(
+    ctx: Context, entry: models.AuditEntry, item: tuple[str, Numbered] | None
+) -> None:
     """Another person's write: only by naming the item, as a leader of its grid or a
     secretary."""
     if item is None:
