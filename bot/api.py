@@ -1,6 +1,7 @@
 """The small API that command modules use: declare, read arguments, answer."""
 
 from bot.args import (
+    Also,
     Celsius,
     Choice,
     Clock,
@@ -18,6 +19,7 @@ from bot.args import (
     KeyPersonRef,
     NewGridCode,
     PersonRef,
+    Plate,
     Qty,
     ShiftRef,
     Text,
@@ -37,8 +39,8 @@ def usable_here(ctx: Context, cmd: Command) -> bool:
 
 
 __all__ = [
-    "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Flag", "Clock", "Code", "Command", "Converter", "convert", "Context", "Date",
+    "REGISTRY", "Actions", "Also", "ArgError", "Celsius", "Choice", "Flag", "Clock", "Code", "Command", "Converter", "convert", "Context", "Date",
     "ErrandRef", "GridRef", "Hours", "HouseholdCode", "HouseholdRef", "Int", "Interval", "JobContext",
-    "KeyPersonRef", "NewGridCode", "PersonRef", "Qty", "Refused", "Reject", "Role",
+    "KeyPersonRef", "NewGridCode", "PersonRef", "Plate", "Qty", "Refused", "Reject", "Role",
     "ShiftRef", "Text", "When", "Where", "Zone", "command", "digest_section", "hand_back", "job", "on", "usable_here",
 ]

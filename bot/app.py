@@ -45,7 +45,7 @@ class App:
         # delivers what it had queued at once), different on each host of a multi-instance setup.
         self.instance_id = instance_id or _instance_id(config)
         self.db = Database(config.db_url)
-        self.renderer = Renderer()
+        self.renderer = Renderer(self.clock)
         self.scheduler = Scheduler(self.clock)
         self.people = People(config)
         self.outbox = Outbox(self)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from difflib import get_close_matches
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from bot.context import Context
 from bot.errors import ArgError, Refused, Reject
+from bot.normalise import normalise
 from bot.registry import REGISTRY, Command
 from bot.roles import Role, Where
 from bot.transports.base import Incoming
@@ -45,6 +47,7 @@ class Dispatcher:
         self.app = app
 
     async def handle(self, msg: Incoming, *, wait_for_delivery: bool = True) -> None:
+        msg = replace(msg, text=normalise(msg.text))  # phone-typed forms, once (bot/normalise.py)
         parsed = split_command(msg.text)
         if parsed is None:
             return  # ordinary conversation in the chat

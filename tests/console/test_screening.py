@@ -132,9 +132,9 @@ async def test_visitor_and_vehicle_logs_count_the_day(community):
 
     out = await bot.say("/vehicle 蒙A12345 3-1-101 送货")
     assert "蒙A12345" in out.text() and "3-1-101" in out.text() and "1 辆次" in out.text()
-    out = await bot.say("/vehicle 蒙b7 送货上门")  # no household: the rest is the note
-    assert "蒙B7" in out.text() and "2 辆次" in out.text()
-    out = await bot.say("/vehicle 蒙C1 3-1-999 送货")  # a mistyped household is no note
+    out = await bot.say("/vehicle 蒙b 12347 送货上门")  # no household: the rest is the note
+    assert "蒙B12347" in out.text() and "2 辆次" in out.text()
+    out = await bot.say("/vehicle 蒙C12345 3-1-999 送货")  # a mistyped household is no note
     assert "3-1-999" in out.text() and "相近的户号" in out.text()
     assert "/vehicle <plate> [household] [note…]" in out.text()
     out = await bot.say("/vehicle 3-1-101")
