@@ -249,10 +249,9 @@ def parse_date(word: str, today: date) -> date | None:
     except ValueError:
         return None
     if match := _WEEKDAY.fullmatch(word):
-        ahead = (_WEEKDAYS[match[1]] - today.weekday()) % 7
-        if word.startswith("下"):
-            ahead += 7 if ahead else 7
-        return today + timedelta(days=ahead)
+        if word.startswith("下"):  # that day of next week (weeks start on Monday)
+            return today + timedelta(days=7 - today.weekday() + _WEEKDAYS[match[1]])
+        return today + timedelta(days=(_WEEKDAYS[match[1]] - today.weekday()) % 7)
     return None
 
 

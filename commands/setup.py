@@ -15,6 +15,7 @@ from bot.api import (
     Clock,
     Context,
     Converter,
+    Flag,
     GridRef,
     HouseholdCode,
     Int,
@@ -262,11 +263,32 @@ async def role(
     ctx.reply("setup/role_set", person=person.label, role=role, grid=grid, community=community)
 
 
+# Bounds of each /set value, and which way a change must be confirmed: shortening a
+# retention deletes records; widening a time window a lot (over CONFIRM_FACTOR) lets work go
+# unnoticed for longer.
+SETTING_BOUNDS: dict[str, tuple[object, object, str | None]] = {
+    "followup": (timedelta(hours=1), timedelta(days=7), "wider"),
+    "claim": (timedelta(minutes=10), timedelta(days=3), "wider"),
+    "maxhours": (1, 24, None),
+    "retention": (timedelta(days=1), timedelta(days=3650), "shorter"),
+    "keypersonretention": (timedelta(days=1), timedelta(days=3650), "shorter"),
+    "shiftremind": (timedelta(minutes=5), timedelta(days=1), None),
+}
+CONFIRM_FACTOR = 2
+_CURRENT = {
+    "followup": lambda c: timedelta(minutes=c.followup_minutes),
+    "claim": lambda c: timedelta(minutes=c.claim_minutes),
+    "retention": lambda c: timedelta(days=c.retention_days),
+}
+ConfirmFlag = Annotated[bool, Flag("confirm", "确认")]
+
+
 @command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",))
 async def set_(
     ctx: Context,
     key: Literal["digest", "tz", "lang", "followup", "claim", "maxhours", "retention"],
     value: str,
+    confirmed: ConfirmFlag = False,
 ) -> None:
     """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10, retention 90d."""
     community = ctx.require_community()
@@ -281,6 +303,19 @@ async def set_(
     }
     kind, apply = parsers[key]
     parsed = await convert(ctx, kind, value)
+    low, high, confirm = SETTING_BOUNDS.get(key, (None, None, None))
+    if low is not None and not low <= parsed <= high:
+        raise ArgError("setting_range", key=key, word=value, low=low, high=high)
+    current = _CURRENT[key](community) if key in _CURRENT else None
+    if not confirmed and current and (
+        (confirm == "shorter" and parsed < current)
+        or (confirm == "wider" and parsed > current * CONFIRM_FACTOR)
+    ):
+        again = f"/set {key} {value} confirm"
+        label = ctx.render("core/confirm_button", private=False)
+        ctx.reply("setup/confirm_setting", key=key, old=current, new=parsed, shorter=parsed < current,
+                  command=again, buttons=[{"label": label, "command": again, "emoji": "✅"}])
+        return
     apply(parsed)
     await ctx.db.flush()
     ctx.reply("setup/setting_changed", key=key, community=community)

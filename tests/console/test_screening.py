@@ -174,7 +174,7 @@ async def test_replies_in_english(community):
     assert "3-1-101 screened: fever" in out.text("g1chat")
     assert "Round 1: 1/24" in out.text("g1chat")
     assert "temperature 38.4 °C" in out.text("dm:lead")
-    out = await bot.say("/coverage", "/visitor 3-1-101 from=Wuhan", "/vehicle AB123 3-1-101")
+    out = await bot.say("/coverage", "/visitor 3-1-101 from=Wuhan", "/vehicle 京A12345 3-1-101")
     assert "building 3: 1/24" in out.text()
     assert "Visitors in this grid today: 1" in out.text()
     assert "Vehicles in this grid today: 1" in out.text()
