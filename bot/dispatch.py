@@ -60,8 +60,12 @@ class Dispatcher:
             log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
                           msg.transport, msg.chat, msg.sender, msg.text[:200])
             ctx = await self._answer_failure(msg)
+            if ctx is not None:
+                ctx.outcome = "error"
         if ctx is None:
             return
+        log.info("command transport=%s chat=%s person=%s command=/%s outcome=%s",
+                 msg.transport, msg.chat, msg.sender, name, getattr(ctx, "outcome", "ok"))
         for event, values in ctx.events:
             await self.app.emit(event, **values)
         if wait_for_delivery:
@@ -81,6 +85,7 @@ class Dispatcher:
             except (Reject, Refused, ArgError) as problem:
                 del ctx.queued[kept:]  # replies queued by the rolled-back command
                 ctx.events.clear()
+                ctx.outcome = f"refused:{getattr(problem, 'template', type(problem).__name__)}"
                 self._explain(ctx, name, args, problem)
             return ctx
 
