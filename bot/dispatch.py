@@ -7,6 +7,7 @@ message was handled commit together; replies are delivered after the commit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import replace
@@ -14,13 +15,14 @@ from difflib import get_close_matches
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot.context import Context
 from bot.errors import ArgError, Refused, Reject
 from bot.normalise import normalise
 from bot.registry import REGISTRY, Command
 from bot.roles import Role, Where
-from bot.transports.base import Incoming
+from bot.transports.base import Incoming, Outgoing
 from storage import models
 
 if TYPE_CHECKING:
@@ -29,9 +31,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 4000
+# A command that meets the database locked or restarting is run again this many times, after
+# growing pauses (about 7 s in all), before the person is told to try again.
+DB_ATTEMPTS = 4
+FIRST_PAUSE = 1.0
 CONFIRM_WORDS = {"confirm", "确认"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 _COMMAND = re.compile(r"[/／](\S+?)(?:@(\S+))?(?:\s+(.*))?", re.DOTALL)
+
+
+def transient(error: BaseException) -> bool:
+    """Whether an error means the database is unavailable for now (SQLite locked beyond its
+    busy timeout, PostgreSQL restarting or unreachable), so the command may simply run again."""
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, OperationalError | InterfaceError
+        )
+    return isinstance(error, ConnectionError | TimeoutError) or type(error) is OSError
 
 
 def split_command(text: str) -> tuple[str, str | None, str] | None:
@@ -54,14 +70,34 @@ class Dispatcher:
         name, addressed_to, args = parsed
         if addressed_to and self.app.bot_usernames and addressed_to.lower() not in self.app.bot_usernames:
             return  # `/cmd@otherbot`
-        try:
-            ctx = await self._run(msg, name, args)
-        except Exception:
-            log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
-                          msg.transport, msg.chat, msg.sender, msg.text[:200])
-            ctx = await self._answer_failure(msg)
-            if ctx is not None:
-                ctx.outcome = "error"
+        pause = FIRST_PAUSE
+        for attempt in range(1, DB_ATTEMPTS + 1):
+            try:
+                ctx = await self._run(msg, name, args)
+                break
+            except Exception as error:
+                if transient(error) and attempt < DB_ATTEMPTS:
+                    # Safe to run again: the transaction was rolled back, and a redelivered
+                    # message is recognised by its dedupe record.
+                    log.warning("command retried: database unavailable (%s) transport=%s "
+                                "chat=%s person=%s command=/%s attempt=%d",
+                                type(error).__name__, msg.transport, msg.chat, msg.sender, name,
+                                attempt)
+                    await asyncio.sleep(pause)
+                    pause *= 2
+                    continue
+                if transient(error):
+                    log.error("command not handled: database unavailable (%s) transport=%s "
+                              "chat=%s person=%s command=/%s", error, msg.transport, msg.chat,
+                              msg.sender, name)
+                    await self._tell_unavailable(msg)
+                    return
+                log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
+                              msg.transport, msg.chat, msg.sender, msg.text[:200])
+                ctx = await self._answer_failure(msg)
+                if ctx is not None:
+                    ctx.outcome = "error"
+                break
         if ctx is None:
             return
         log.info("command transport=%s chat=%s person=%s command=/%s outcome=%s",
@@ -244,6 +280,19 @@ class Dispatcher:
         names = list(REGISTRY.groups) + list(REGISTRY.aliases)
         close = get_close_matches(name.lower(), names, n=3, cutoff=0.6)
         return [REGISTRY.aliases.get(n, n) for n in close]
+
+    async def _tell_unavailable(self, msg: Incoming) -> None:
+        """The database cannot be reached: says so straight through the transport (nothing
+        can be queued), so that the person knows to send the command again."""
+        transport = self.app.transports.get(msg.transport)
+        if transport is None:
+            return
+        text = self.app.renderer.render(self.app.config.lang, "core/try_again", private=False)
+        reply_to = None if msg.is_direct else msg.message_id
+        try:
+            await transport.send(msg.chat, Outgoing(text=text, reply_to=reply_to))
+        except Exception:
+            log.exception("could not tell chat=%s that the database is unavailable", msg.chat)
 
     async def _answer_failure(self, msg: Incoming) -> Context | None:
         """After an unexpected error: apologise once, and never handle the message again."""
