@@ -40,14 +40,31 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u206
 _COMMAND = re.compile(r"[/／](\S+?)(?:@(\S+))?(?:\s+(.*))?", re.DOTALL)
 
 
+# Driver errors that mean "the connection is gone or the server is not accepting yet"
+# (asyncpg's, by class name so that SQLite-only installs need no asyncpg).
+_CONNECTION_ERRORS = {
+    "PostgresConnectionError", "ConnectionDoesNotExistError", "OperatorInterventionError",
+    "CannotConnectNowError", "ConnectionFailureError",
+}
+
+
 def transient(error: BaseException) -> bool:
     """Whether an error means the database is unavailable for now (SQLite locked beyond its
-    busy timeout, PostgreSQL restarting or unreachable), so the command may simply run again."""
-    if isinstance(error, DBAPIError):
-        return error.connection_invalidated or isinstance(
-            error, OperationalError | InterfaceError
-        )
-    return isinstance(error, ConnectionError | TimeoutError) or type(error) is OSError
+    busy timeout, PostgreSQL restarting or unreachable), so the command may simply run again
+    (its transaction was rolled back)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, DBAPIError) and (
+            error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+        ):
+            return True
+        if isinstance(error, ConnectionError | TimeoutError) or type(error) is OSError:
+            return True
+        if any(cls.__name__ in _CONNECTION_ERRORS for cls in type(error).__mro__):
+            return True
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        seen += 1
+    return False
 
 
 def split_command(text: str) -> tuple[str, str | None, str] | None:
