@@ -87,34 +87,7 @@ class Dispatcher:
         name, addressed_to, args = parsed
         if addressed_to and self.app.bot_usernames and addressed_to.lower() not in self.app.bot_usernames:
             return  # `/cmd@otherbot`
-        pause = FIRST_PAUSE
-        for attempt in range(1, DB_ATTEMPTS + 1):
-            try:
-                ctx = await self._run(msg, name, args)
-                break
-            except Exception as error:
-                if transient(error) and attempt < DB_ATTEMPTS:
-                    # Safe to run again: the transaction was rolled back, and a redelivered
-                    # message is recognised by its dedupe record.
-                    log.warning("command retried: database unavailable (%s) transport=%s "
-                                "chat=%s person=%s command=/%s attempt=%d",
-                                type(error).__name__, msg.transport, msg.chat, msg.sender, name,
-                                attempt)
-                    await asyncio.sleep(pause)
-                    pause *= 2
-                    continue
-                if transient(error):
-                    log.error("command not handled: database unavailable (%s) transport=%s "
-                              "chat=%s person=%s command=/%s", error, msg.transport, msg.chat,
-                              msg.sender, name)
-                    await self._tell_unavailable(msg)
-                    return
-                log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
-                              msg.transport, msg.chat, msg.sender, msg.text[:200])
-                ctx = await self._answer_failure(msg)
-                if ctx is not None:
-                    ctx.outcome = "error"
-                break
+        ctx = await self._run_retrying(msg, name, args)
         if ctx is None:
             return
         log.info("command transport=%s chat=%s person=%s command=/%s outcome=%s",
@@ -125,6 +98,36 @@ class Dispatcher:
             await self.app.outbox.deliver(ctx.queued)
         else:
             self.app.outbox.deliver_soon(ctx.queued)
+
+    async def _run_retrying(self, msg: Incoming, name: str, args: str) -> Context | None:
+        """Runs the command; again after a pause while the database is unavailable (locked,
+        restarting), which is safe: the transaction was rolled back, and a redelivered message
+        is recognised by its dedupe record. If it stays unavailable, the person is told to
+        send the command again; any other error gets an apology."""
+        pause = FIRST_PAUSE
+        for attempt in range(1, DB_ATTEMPTS + 1):
+            try:
+                return await self._run(msg, name, args)
+            except Exception as error:
+                if not transient(error):
+                    log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
+                                  msg.transport, msg.chat, msg.sender, msg.text[:200])
+                    ctx = await self._answer_failure(msg)
+                    if ctx is not None:
+                        ctx.outcome = "error"
+                    return ctx
+                if attempt == DB_ATTEMPTS:
+                    log.error("command not handled: database unavailable (%s) transport=%s "
+                              "chat=%s person=%s command=/%s", error, msg.transport, msg.chat,
+                              msg.sender, name)
+                    await self._tell_unavailable(msg)
+                    return None
+                log.warning("command retried: database unavailable (%s) transport=%s chat=%s "
+                            "person=%s command=/%s attempt=%d", type(error).__name__,
+                            msg.transport, msg.chat, msg.sender, name, attempt)
+                await asyncio.sleep(pause)
+                pause *= 2
+        return None
 
     async def _run(self, msg: Incoming, name: str, args: str) -> Context | None:
         async with self.app.db.transaction() as db:
