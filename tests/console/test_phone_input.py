@@ -76,11 +76,11 @@ async def test_settings_are_bounded_and_risky_changes_are_confirmed(community):
     out = await bot.say(":as admin", ":in hq", "/set followup 99999d")
     assert "「99999d」无效" in out.text()
     out = await bot.say("/set followup 30d")
-    assert "随访时限应在 1小时 到 7天 之间" in out.text()
+    assert "随访时限应在 1小时–7天 之间" in out.text()
     out = await bot.say("/set claim 1m")
-    assert "认领时限应在 10分钟 到 3天 之间" in out.text()
+    assert "认领时限应在 10分钟–3天 之间" in out.text()
     out = await bot.say("/set maxhours 99")
-    assert "每日最长值班应在 1 到 24 之间" in out.text()
+    assert "每日最长值班应在 1–24 之间" in out.text()
 
     out = await bot.say("/set retention 30d")  # shorter: records would be deleted
     assert "更早的记录会被删除" in out.text() and "/set retention 30d confirm" in out.text()

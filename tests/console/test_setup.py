@@ -120,7 +120,8 @@ async def test_role_rules(community):
 
 async def test_set_changes_each_setting_and_rejects_bad_values(community):
     out = await community.say(":in hq", "/set digest 19:30", "/set tz Europe/Berlin", "/set followup 12h",
-                              "/set claim 90m", "/set maxhours 8", "/set retention 30d")
+                              "/set claim 90m", "/set maxhours 8",
+                              "/set retention 30d confirm")  # shorter: confirmed
     assert len(out.texts("hq")) == 6
     async with community.app.db.transaction() as db:
         c = await db.scalar(select(models.Community))

@@ -242,3 +242,21 @@ async def test_a_second_sigterm_exits_at_once_and_the_outbox_keeps_the_reply(
     async with running(config):
         await handled(botapi)
     assert any(t.startswith("已创建网格 g1") for t in texts(botapi.sent(HQ)))
+
+
+@pytest.mark.slow
+async def test_check_reports_matrix_credentials(synapse, tmp_path: Path) -> None:
+    name = f"checkbot-{os.getpid()}-{tmp_path.name[-6:]}"
+    user = await asyncio.to_thread(synapse.register, name, "right-password")
+    migrate = await gridbot(tmp_path, "migrate", stdin=asyncio.subprocess.DEVNULL)
+    await migrate.communicate()
+    matrix = {"GRIDBOT_MATRIX_HOMESERVER": synapse.url, "GRIDBOT_MATRIX_USER": user,
+              "GRIDBOT_MATRIX_PASSWORD": "right-password"}
+    check = await gridbot(tmp_path, "check", stdin=asyncio.subprocess.DEVNULL, **matrix)
+    out, _ = await check.communicate()
+    assert check.returncode == 0 and f"ok    matrix: password valid: {user}" in out.decode()
+
+    wrong = matrix | {"GRIDBOT_MATRIX_PASSWORD": "wrong-password"}
+    check = await gridbot(tmp_path, "check", stdin=asyncio.subprocess.DEVNULL, **wrong)
+    out, _ = await check.communicate()
+    assert check.returncode == 1 and "FAIL  matrix: login" in out.decode()
