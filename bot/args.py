@@ -1,9 +1,13 @@
 """Argument conversion: a command's typed signature is its parser and its usage line.
 
 Positional parameters take words in order; keyword-only parameters are `key=value` options
-in any order; a `Text` parameter takes the rest of the line. Each type below knows how to
-read one word and how to show itself in the usage line. Converters that look things up
-(households, `E7`) get the command's context.
+in any order, also under their Chinese names (`体温=` for `temp=`: OPTION_NAMES, or `Also`
+in the annotation); a `key=value` no option of the command knows is refused, never kept as
+text. A `Text` parameter takes the rest of the line. Each type below knows how to read one
+word (a few, like plates and moments, may take the next word too: `京A 12345`,
+`明天 18:00`) and how to show itself in the usage line. Converters that look things up
+(households, `E7`) get the command's context. The text has been normalised before
+(bot/normalise.py), so converters see half-width letters, digits and signs.
 """
 
 from __future__ import annotations
