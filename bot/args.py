@@ -45,6 +45,12 @@ class Converter:
         them (`京A 12345`, `明天 18:00`) override this."""
         return await self.convert(ctx, words[0]), 1
 
+    def recognises(self, word: str) -> bool:
+        """For an optional positional: whether `word` is meant for this parameter, so that
+        a failure to read it is an error to report rather than a sign that the parameter was
+        left out (and the word belongs to the next one)."""
+        return False
+
     def usage(self, name: str) -> str:
         return f"<{name if self.by_name or not self.placeholder else self.placeholder}>"
 
@@ -512,7 +518,7 @@ class ExistingHousehold(HouseholdCode):
             await ctx.db.scalars(query.limit(2000))
         ).all()
         nearest = get_close_matches(code, candidates, n=3, cutoff=0.5)
-        raise ArgError("unknown_household", word=code, nearest=nearest)
+        raise ArgError("unknown_household", code=code, nearest=nearest)
 
 
 class Mention(Converter):
@@ -548,8 +554,22 @@ class Item(Converter):
             )
         )
         if item is None:
-            raise ArgError("unknown_item", word=f"{self.prefix}{int(match[1])}", prefix=self.prefix)
+            raise ArgError("unknown_item", code=f"{self.prefix}{int(match[1])}", prefix=self.prefix)
         return item
+
+
+@dataclass(frozen=True)
+class Private:
+    """Marks a parameter that carries a resident's health detail (a name, a temperature,
+    symptoms): typed in a group chat, the message is removed from the group where possible
+    (bot/dispatch.py). `when` narrows it to some values (a `fever` status)."""
+
+    when: typing.Callable[[Any], bool] | None = None
+
+    def applies(self, value: Any) -> bool:
+        if value is None or value == "" or value == []:
+            return False
+        return self.when is None or bool(self.when(value))
 
 
 # The names commands use in their signatures.
@@ -626,6 +646,7 @@ class Param:
     option: bool = False
     variadic: bool = False
     also: tuple[str, ...] = ()
+    private: Private | None = None
 
     @property
     def rest(self) -> bool:
@@ -675,6 +696,10 @@ class Signature:
                     names[name.lower()] = p
         return names
 
+    def private_values(self, values: dict[str, Any]) -> bool:
+        """Whether any parameter marked `Private` was given a value."""
+        return any(p.private is not None and p.private.applies(values.get(p.name)) for p in self.params)
+
     def usage(self) -> str:
         """Positional words, then options, then the free text, as people type them."""
         # Optional free text reads best last (`[people=<n>] [note…]`); required free text stays
@@ -717,7 +742,7 @@ class Signature:
                 values[param.name], used = await param.converter.take(ctx, rest)
                 index += used
             except ArgError as error:
-                if param.required:
+                if param.required or param.converter.recognises(words[index][0]):
                     raise
                 pending = pending or error
                 values[param.name] = param.default
@@ -742,8 +767,8 @@ class Signature:
             if param is None:
                 if match and (names or match[1].lower() in KNOWN_OPTIONS):
                     # Never dropped nor taken as text: say which options there are.
-                    if not names:
-                        raise ArgError("no_options", word=word)
+                    if not names:  # the key is no private detail: it may be shown
+                        raise ArgError("no_options", word=word, key=match[1])
                     raise ArgError("unknown_option", word=word, options=list(options))
                 kept.append(words[i])
                 i += 1
@@ -810,7 +835,11 @@ def signature_of(function) -> Signature:
                 default=p.default if has_default else None,
                 option=p.kind is p.KEYWORD_ONLY,
                 variadic=p.kind is p.VAR_POSITIONAL,
-                also=_also_names(hints.get(p.name)),
+                also=tuple(n for m in _metadata(hints.get(p.name, str)) if isinstance(m, Also)
+                           for n in m.names),
+                private=next(
+                    (m for m in _metadata(hints.get(p.name, str)) if isinstance(m, Private)), None
+                ),
             )
         )
         if p.kind is p.KEYWORD_ONLY:
@@ -823,13 +852,13 @@ def signature_of(function) -> Signature:
     return out
 
 
-def _also_names(hint: Any) -> tuple[str, ...]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return tuple(n for a in typing.get_args(hint) for n in _also_names(a))
+def _metadata(hint: Any) -> list[Any]:
+    """The `Annotated` extras of a hint, also inside `X | None`."""
     if typing.get_origin(hint) is Annotated:
-        return tuple(n for extra in hint.__metadata__ if isinstance(extra, Also)
-                     for n in extra.names)
-    return ()
+        return list(hint.__metadata__)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(hint) for m in _metadata(arg)]
+    return []
 
 
 def _converter_for(hint: Any) -> Converter:

@@ -200,7 +200,7 @@ class Outbox:
         community = await db.get(models.Community, row.community_id) if row.community_id else None
         text = self.app.renderer.render(
             community.lang if community else self.app.config.lang,
-            "core/dm_failed", private=False, person=person.label, transport=row.transport,
+            "core/dm_failed", person=person.label, transport=row.transport,
         )
         notice = models.OutboxMessage(
             transport=row.transport, chat=row.origin_chat, text=text,

@@ -81,7 +81,7 @@ async def test_bad_temperatures_are_refused_with_the_accepted_form(typed):
     with pytest.raises(ArgError) as error:
         await convert(CTX, Celsius, typed)
     assert error.value.template == "temperature"
-    text = Renderer().render("zh", "args/temperature", private=False, word=typed)
+    text = Renderer().render("zh", "args/temperature", word=typed)
     assert "36.5度" in text and "三十六度五" in text
 
 
