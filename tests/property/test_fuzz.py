@@ -49,6 +49,8 @@ VALID = [
     "people=2", "temp=38.2", "体温=37.5", "for=3-1-101", "by=明天", "until=02-20", "from=武汉",
     "watcher=@wang", "unit=街道", "咳嗽", "new", "list", "add", "assign", "release",
 ]
+# Any character but control ones (those are refused before any parsing; HOSTILE has some).
+PRINTABLE = st.characters(blacklist_categories=("Cc", "Cs"))
 FULL_WIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}
 
 
@@ -62,7 +64,7 @@ def command_names() -> list[str]:
 
 def _word():
     options = sorted(args_module.KNOWN_OPTIONS)
-    plain = st.sampled_from(HOSTILE) | st.text(min_size=1, max_size=12)
+    plain = st.sampled_from(HOSTILE) | st.text(PRINTABLE, min_size=1, max_size=12)
     option = st.tuples(st.sampled_from(options), plain).map(lambda kv: f"{kv[0]}={kv[1]}")
     word = plain | option
     return st.tuples(word, st.booleans()).map(
@@ -73,7 +75,8 @@ def _word():
 ARGS = (
     st.lists(st.sampled_from(VALID), max_size=4).map(" ".join)
     | st.lists(_word(), max_size=6).map(" ".join)
-    | st.text(max_size=60)
+    | st.text(PRINTABLE, max_size=60)
+    | st.text(max_size=20)  # control characters and all
 )
 
 # Words each kind of argument would take, so that fuzzed commands often get past the parser
@@ -125,8 +128,8 @@ def _arguments(cmd) -> st.SearchStrategy[str]:
 def _plausible(cmd) -> st.SearchStrategy[tuple[str, str, str]]:
     name = st.sampled_from([cmd.name, *(a for a in cmd.aliases if not cmd.sub)])
     return st.tuples(
-        st.sampled_from(USER_FOR[cmd.role] * 3 + USERS),
-        st.sampled_from(PLACE_FOR[cmd.where] * 3 + CHATS),
+        st.sampled_from(USER_FOR[cmd.role] * 6 + USERS),
+        st.sampled_from(PLACE_FOR[cmd.where] * 6 + CHATS),
         st.tuples(name, _arguments(cmd)).map(" ".join),
     )
 
@@ -174,7 +177,7 @@ def test_every_command_answers_random_and_hostile_text(tmp_path):
         return await answer_failure(msg)
 
     def explained(ctx, name, args, problem):
-        refusals.append(name)
+        refusals.append(getattr(problem, "template", None) or "refused")
         return explain(ctx, name, args, problem)
 
     dispatcher._answer_failure, dispatcher._explain = failed, explained
