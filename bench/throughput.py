@@ -21,12 +21,13 @@ from pathlib import Path
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.transports.base import Capabilities, Incoming, Outgoing, Sent
+from bot.transports.base import BaseTransport, Capabilities, Incoming, Outgoing, Sent
 
 
-class NullTransport:
+class NullTransport(BaseTransport):
     name = "console"
     capabilities = Capabilities()
+    builtin_admins = frozenset({"admin"})
 
     async def start(self, app):
         pass

@@ -65,6 +65,9 @@ def refusal(cmd: Command, seat: Seat, *, dry_run: bool = False) -> Refused | Non
     if cmd.role_grid is not None and not dry_run:
         return None  # decided by `grid_refusal` once the grid is known
     if role < cmd.role:
+        if seat.place is not Place.DIRECT and (seat.top_role or Role.RESIDENT) >= cmd.role:
+            # They hold the role, in their own grid: that is where it works.
+            return Refused(where=Where.GRID)
         joined = seat.place is Place.GRID and role is Role.RESIDENT and cmd.role is Role.MEMBER
         return Refused(cmd.role, join=joined)
     return None

@@ -1,6 +1,7 @@
 """One module per domain; importing this package declares every command, job and hook."""
 
 from commands import (  # noqa: F401
+    care,
     digest,
     errands,
     help,
@@ -10,4 +11,5 @@ from commands import (  # noqa: F401
     publicity,
     screening,
     setup,
+    shifts,
 )

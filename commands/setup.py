@@ -348,10 +348,13 @@ _CURRENT = {
 @command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",), confirmable=True)
 async def set_(
     ctx: Context,
-    key: Literal["digest", "tz", "lang", "followup", "claim", "maxhours", "retention"],
+    key: Literal[
+        "digest", "tz", "lang", "followup", "claim", "maxhours", "shiftremind", "retention"
+    ],
     value: str,
 ) -> None:
-    """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10, retention 90d."""
+    """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10,
+    shiftremind 1h, retention 90d."""
     community = ctx.require_community()
     parsers = {
         "digest": (Clock, lambda v: setattr(community, "digest_time", v.strftime("%H:%M"))),
@@ -360,6 +363,9 @@ async def set_(
         "followup": (Interval, lambda v: setattr(community, "followup_minutes", _minutes(v))),
         "claim": (Interval, lambda v: setattr(community, "claim_minutes", _minutes(v))),
         "maxhours": (Int, lambda v: setattr(community, "max_hours", _hours(v))),
+        "shiftremind": (
+            Interval, lambda v: setattr(community, "shift_remind_minutes", _remind(v, value))
+        ),
         "retention": (Interval, lambda v: setattr(community, "retention_days", _days(v))),
     }
     kind, apply = parsers[key]
@@ -388,6 +394,13 @@ def _hours(value: int) -> int:
     if not 1 <= value <= 24:
         raise ArgError("range", word=value, low=1, high=24)
     return value
+
+
+def _remind(value: timedelta, word: str) -> int:
+    """A shift reminder between 5 minutes and a day before the start."""
+    if not timedelta(minutes=5) <= value <= timedelta(hours=24):
+        raise ArgError("range", word=word, low="5m", high="24h")
+    return _minutes(value)
 
 
 def _days(value: timedelta) -> int:

@@ -97,6 +97,8 @@ class Community(Base):
     followup_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60)
     claim_minutes: Mapped[int] = mapped_column(Integer, default=3 * 60)
     max_hours: Mapped[int] = mapped_column(Integer, default=10)
+    # How long before a shift starts its people are reminded (`/set shiftremind`).
+    shift_remind_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     retention_days: Mapped[int] = mapped_column(Integer, default=90)
     anonymise_days: Mapped[int] = mapped_column(Integer, default=28)
     # No foreign key: chats already point at communities, and a cycle breaks table creation.
@@ -297,6 +299,7 @@ class DutyPost(Base):
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
     grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"))
     name: Mapped[str] = mapped_column(String(255))
+    place: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
 
 class Shift(Base):
@@ -315,21 +318,27 @@ class Shift(Base):
     slots: Mapped[int] = mapped_column(Integer, default=1)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     reminded_at: Mapped[datetime | None]
+    # When the leaders were told at the start that slots were still empty (or that all
+    # were filled: the mark only says the start was handled).
+    started_alerted_at: Mapped[datetime | None]
     credited_at: Mapped[datetime | None]
 
 
 class SignUp(Base):
-    """A person on a shift: `slot` (holds a slot), `waiting` (in line), `noshow`."""
+    """A person on a shift: `slot` (holds a slot), `waiting` (in line), `noshow`.
+
+    The waiting list is in `id` order (rows are added under the shift's lock)."""
 
     __tablename__ = "signups"
     __table_args__ = (UniqueConstraint("shift_id", "person_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     shift_id: Mapped[int] = mapped_column(ForeignKey("shifts.id"), index=True)
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
     state: Mapped[str] = mapped_column(String(16))
     offered_to_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     at: Mapped[datetime]
+    noshow_at: Mapped[datetime | None]
 
 
 # --- supplies ---------------------------------------------------------------------------
@@ -388,7 +397,10 @@ class Announcement(Base):
 
 
 class Praise(Base):
+    """A commendation of a grid member, with its reason; posted in the member's grid chat."""
+
     __tablename__ = "praises"
+    __table_args__ = (Index("ix_praises_grid_at", "grid_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
@@ -400,15 +412,31 @@ class Praise(Base):
 
 
 class WelfareCheck(Base):
-    """A front-line worker's 1–5 score; reported onwards only as aggregates."""
+    """A front-line worker's 1–5 score; reported onwards only as aggregates per grid. Only
+    when the worker chooses to (`shared_at`) does their leader see the score."""
 
     __tablename__ = "welfare_checks"
+    __table_args__ = (Index("ix_welfare_checks_community_at", "community_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
     score: Mapped[int] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+    shared_at: Mapped[datetime | None]
+
+
+class WelfareAsk(Base):
+    """That a worker was asked for a welfare score after a shift: each is asked once."""
+
+    __tablename__ = "welfare_asks"
+    __table_args__ = (UniqueConstraint("shift_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shift_id: Mapped[int] = mapped_column(ForeignKey("shifts.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     at: Mapped[datetime]
 
 

@@ -132,7 +132,7 @@ async def test_set_changes_each_setting_and_rejects_bad_values(community):
                          ("/set colour red", "「…」无效"), ("/set lang fr", "「…」无效")]:
         out = await community.say(bad)
         assert problem in out.text(), bad
-        assert "/set <digest|tz|lang|followup|claim|maxhours|retention> <value>" in out.text()
+        assert "/set <digest|tz|lang|followup|claim|maxhours|shiftremind|retention> <value>" in out.text()
     out = await community.say(":as lead", ":in g1chat", "/set digest 18:00")
     assert "需要「社区书记」" in out.text()
 
