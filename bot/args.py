@@ -345,7 +345,14 @@ class TimeRange(Converter):
         start, sep, end = word.replace("–", "-").replace("~", "-").partition("-")
         if not sep:
             raise ArgError("time_range", word=word)
-        return parse_time(start), parse_time(end)
+        first, last = parse_time(start), parse_time(end)
+        period = re.match(_PERIOD, start)
+        if period and not re.match(_PERIOD, end):
+            # `晚上8点-10点` is 20:00–22:00, but `晚上10点-6点` ends in the morning.
+            same = _parse_clock(period[0] + end)
+            if same is not None and same > first:
+                last = same
+        return first, last
 
 
 # A day word glued to a time: `今晚8点`, `明早9点`, `明天18:00`, `2月15日20:00`, `02-15T18:00`.
@@ -620,6 +627,7 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "until": ("直到", "截至", "到期"),
     "watcher": ("跟进人", "负责人"),
     "slots": ("名额",),
+    "repeat": ("重复",),
     "unit": ("单位",),
     "units": ("单元", "单元数"),
     "floors": ("楼层", "层数"),

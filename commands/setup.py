@@ -326,16 +326,16 @@ async def _grids_without_role(
     ))
 
 
-# Bounds of each /set value, and which way a change must be confirmed: shortening a
+# Bounds of each /set value (shiftremind is bounded where it is applied, by the shifts
+# domain), and which way a change must be confirmed: shortening a
 # retention deletes records; widening a time window a lot (over CONFIRM_FACTOR) lets work go
 # unnoticed for longer.
 SETTING_BOUNDS: dict[str, tuple[object, object, str | None]] = {
-    "followup": (timedelta(hours=1), timedelta(days=7), "wider"),
+    "followup": (timedelta(hours=1), timedelta(days=7), "wider"),  # (low, high, confirm)
     "claim": (timedelta(minutes=10), timedelta(days=3), "wider"),
     "maxhours": (1, 24, None),
     "retention": (timedelta(days=1), timedelta(days=3650), "shorter"),
     "keypersonretention": (timedelta(days=1), timedelta(days=3650), "shorter"),
-    "shiftremind": (timedelta(minutes=5), timedelta(days=1), None),
 }
 CONFIRM_FACTOR = 2
 _CURRENT = {

@@ -214,3 +214,14 @@ def test_times_in_another_year_show_the_year():
     assert shown == "2099-01-01 00:00"
     assert template.render(_tz=TZ, _now=NOW, t=datetime(2026, 2, 15, 18, tzinfo=TZ)) == "02-15 18:00"
     assert time(0, 0)  # midnight is a time like any other
+
+
+@pytest.mark.parametrize(
+    ("typed", "hours"),
+    [("08:00-12:00", (time(8), time(12))), ("8点-12点", (time(8), time(12))),
+     ("晚上8点-10点", (time(20), time(22))), ("晚上10点-6点", (time(22), time(6))), ("２２：００－０６：００", (time(22), time(6)))],
+)
+async def test_time_ranges_as_typed(typed, hours):
+    from bot.args import Hours
+
+    assert await convert(CTX, Hours, normalise(typed)) == hours
