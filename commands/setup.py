@@ -326,35 +326,35 @@ async def _grids_without_role(
     ))
 
 
-# Bounds of each /set value (shiftremind is bounded where it is applied, by the shifts
-# domain), and which way a change must be confirmed: shortening a
-# retention deletes records; widening a time window a lot (over CONFIRM_FACTOR) lets work go
-# unnoticed for longer.
-SETTING_BOUNDS: dict[str, tuple[object, object, str | None]] = {
-    "followup": (timedelta(hours=1), timedelta(days=7), "wider"),  # (low, high, confirm)
-    "claim": (timedelta(minutes=10), timedelta(days=3), "wider"),
-    "maxhours": (1, 24, None),
-    "retention": (timedelta(days=1), timedelta(days=3650), "shorter"),
-    "keypersonretention": (timedelta(days=1), timedelta(days=3650), "shorter"),
+# Bounds of the /set values given as durations or numbers (retentions are bounded below in
+# RETENTION_BOUNDS, shiftremind by the shifts domain); widening a time window a lot (over
+# CONFIRM_FACTOR) lets work go unnoticed for longer, so it is asked again.
+SETTING_BOUNDS: dict[str, tuple[object, object]] = {
+    "followup": (timedelta(hours=1), timedelta(days=7)),
+    "claim": (timedelta(minutes=10), timedelta(days=3)),
+    "maxhours": (1, 24),
 }
 CONFIRM_FACTOR = 2
-_CURRENT = {
+WINDOWS = {  # the current value of each time window
     "followup": lambda c: timedelta(minutes=c.followup_minutes),
     "claim": lambda c: timedelta(minutes=c.claim_minutes),
-    "retention": lambda c: timedelta(days=c.retention_days),
 }
+# Settings that, shortened, remove health data sooner: asked again before they change.
+RETENTION_SETTINGS = {"retention": "retention_days", "keypersonretention": "anonymise_days"}
+RETENTION_BOUNDS = {"retention": (7, 3650), "keypersonretention": (1, 365)}  # days
 
 
 @command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",), confirmable=True)
 async def set_(
     ctx: Context,
     key: Literal[
-        "digest", "tz", "lang", "followup", "claim", "maxhours", "shiftremind", "retention"
+        "digest", "tz", "lang", "followup", "claim", "maxhours", "shiftremind", "retention",
+        "keypersonretention",
     ],
     value: str,
 ) -> None:
     """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10,
-    shiftremind 1h, retention 90d."""
+    shiftremind 1h, retention 90d, keypersonretention 28d."""
     community = ctx.require_community()
     parsers = {
         "digest": (Clock, lambda v: setattr(community, "digest_time", v.strftime("%H:%M"))),
@@ -366,20 +366,22 @@ async def set_(
         "shiftremind": (
             Interval, lambda v: setattr(community, "shift_remind_minutes", _remind(v, value))
         ),
-        "retention": (Interval, lambda v: setattr(community, "retention_days", _days(v))),
     }
+    for name, column in RETENTION_SETTINGS.items():
+        parsers[name] = (Interval, lambda v, c=column, n=name: setattr(community, c, _days(v, n)))
     kind, apply = parsers[key]
     parsed = await convert(ctx, kind, value)
-    low, high, confirm = SETTING_BOUNDS.get(key, (None, None, None))
-    if low is not None and not low <= parsed <= high:
-        raise ArgError("setting_range", key=key, word=value, low=low, high=high)
-    current = _CURRENT[key](community) if key in _CURRENT else None
-    if current and (
-        (confirm == "shorter" and parsed < current)
-        or (confirm == "wider" and parsed > current * CONFIRM_FACTOR)
-    ):
-        ctx.confirm("setup/confirm_setting", key=key, old=current, new=parsed,
-                    shorter=parsed < current)
+    if key in SETTING_BOUNDS:
+        low, high = SETTING_BOUNDS[key]
+        if not low <= parsed <= high:
+            raise ArgError("setting_range", key=key, word=value, low=low, high=high)
+    if key in WINDOWS and parsed > WINDOWS[key](community) * CONFIRM_FACTOR:
+        ctx.confirm("setup/confirm_setting", key=key, old=WINDOWS[key](community), new=parsed)
+    if key in RETENTION_SETTINGS:
+        days, current = _days(parsed, key), getattr(community, RETENTION_SETTINGS[key])
+        if days < current:
+            # Health data older than the new limit goes at the next retention run, for good.
+            ctx.confirm("setup/confirm_shorter", key=key, days=days, current=current)
     apply(parsed)
     await ctx.db.flush()
     ctx.reply("setup/setting_changed", key=key, community=community)
@@ -403,7 +405,10 @@ def _remind(value: timedelta, word: str) -> int:
     return _minutes(value)
 
 
-def _days(value: timedelta) -> int:
+def _days(value: timedelta, key: str = "retention") -> int:
+    low, high = RETENTION_BOUNDS[key]
     if value < timedelta(days=1):
         raise ArgError("retention", word=f"{_minutes(value)}m")
+    if not low <= value.days <= high:
+        raise ArgError("range", word=f"{value.days}d", low=f"{low}d", high=f"{high}d")
     return value.days

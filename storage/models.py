@@ -235,7 +235,8 @@ class KeyPerson(Base):
     grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"), index=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
     name: Mapped[str | None] = mapped_column(String(255))
-    reason: Mapped[str] = mapped_column(String(32))
+    # Name and reason are removed (NULL) once the record is anonymised (commands/records.py).
+    reason: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime]
     until: Mapped[date | None] = mapped_column(Date)
     ended_at: Mapped[datetime | None]
@@ -251,7 +252,7 @@ class CheckIn(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key_person_id: Mapped[int] = mapped_column(ForeignKey("key_persons.id"), index=True)
-    temperature: Mapped[float] = mapped_column(Float)
+    temperature: Mapped[float | None] = mapped_column(Float)  # NULL once anonymised
     symptoms: Mapped[str] = mapped_column(Text, default="")
     alert: Mapped[bool] = mapped_column(Boolean, default=False)
     by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
@@ -345,6 +346,10 @@ class SignUp(Base):
 
 
 class SupplyItem(Base):
+    """One grid's item: `name` is the catalogue key (`masks`) or the name as first typed;
+    `unit` a unit key of commands/supplies.py; `low_since` is set when the one low alert
+    went out and cleared when the level is back at or above the minimum (re-arming it)."""
+
     __tablename__ = "supply_items"
     __table_args__ = (UniqueConstraint("grid_id", "name"),)
 
@@ -355,10 +360,15 @@ class SupplyItem(Base):
     category: Mapped[str] = mapped_column(String(16), default="other")
     unit: Mapped[str] = mapped_column(String(32), default="")
     minimum: Mapped[float | None] = mapped_column(Float)
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+    low_since: Mapped[datetime | None]
 
 
 class SupplyReport(Base):
+    """A level reported for an item, in the item's unit: the history, not only the last value."""
+
     __tablename__ = "supply_reports"
+    __table_args__ = (Index("ix_supply_reports_item_at", "item_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("supply_items.id"), index=True)
@@ -368,19 +378,28 @@ class SupplyReport(Base):
 
 
 class SupplyNeed(Base):
-    """A priority request for the front line."""
+    """`N<n>`: a priority request for the front line, open until marked met (`closed_at`)."""
 
     __tablename__ = "supply_needs"
+    __table_args__ = (
+        UniqueConstraint("community_id", "number"),
+        Index("ix_supply_needs_grid_open", "grid_id", "closed_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    number: Mapped[int] = mapped_column(Integer)
     grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("supply_items.id"))
     item: Mapped[str] = mapped_column(String(255))
     quantity: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32), default="")
     note: Mapped[str] = mapped_column(Text, default="")
     by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    met_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    met_note: Mapped[str] = mapped_column(Text, default="")
 
 
 # --- publicity and care -----------------------------------------------------------------

@@ -83,7 +83,7 @@ async def test_settings_are_bounded_and_risky_changes_are_confirmed(community):
     assert "每日最长值班应在 1–24 之间" in out.text()
 
     out = await bot.say("/set retention 30d")  # shorter: records would be deleted
-    assert "更早的记录会被删除" in out.text() and "/set retention 30d confirm" in out.text()
+    assert "缩短为 30 天" in out.text() and "/set retention 30d confirm" in out.text()
     out = await bot.say("/set followup 3d")  # 24h → 3d: more than twice as wide
     assert "两倍以上" in out.text()
     community_row = (await rows(bot, models.Community))[0]
