@@ -1,6 +1,7 @@
 """The small API that command modules use: declare, read arguments, answer."""
 
 from bot.args import (
+    Also,
     Celsius,
     Choice,
     Clock,
@@ -19,6 +20,7 @@ from bot.args import (
     KeyPersonRef,
     NewGridCode,
     PersonRef,
+    Plate,
     Private,
     ShiftRef,
     Text,
@@ -33,10 +35,10 @@ from bot.registry import REGISTRY, Command, command, digest_section, hand_back, 
 from bot.roles import Role, Where
 
 __all__ = [
-    "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Clock", "Command", "Confirm",
-    "Context", "Converter", "Date", "ErrandRef", "ExistingGrid", "ExistingHousehold", "Flag",
-    "GridCode", "Hours", "HouseholdCode", "HouseholdRef", "Int", "Interval", "JobContext",
-    "KeyPersonRef", "NewGridCode", "PersonRef", "Private", "Refused", "Reject", "Role",
-    "ShiftRef", "Text", "When", "Where", "Zone",
+    "REGISTRY", "Actions", "Also", "ArgError", "Celsius", "Choice", "Clock", "Command",
+    "Confirm", "Context", "Converter", "Date", "ErrandRef", "ExistingGrid", "ExistingHousehold",
+    "Flag", "GridCode", "Hours", "HouseholdCode", "HouseholdRef", "Int", "Interval",
+    "JobContext", "KeyPersonRef", "NewGridCode", "PersonRef", "Plate", "Private", "Refused",
+    "Reject", "Role", "ShiftRef", "Text", "When", "Where", "Zone",
     "command", "convert", "digest_section", "hand_back", "job", "on", "usable_here",
 ]
