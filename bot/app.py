@@ -100,6 +100,7 @@ class App:
         command's, and its messages are delivered after commit."""
         name = _job_name(function)
         task = asyncio.current_task()
+        assert task is not None  # a coroutine runs in a task
         self._running_jobs.add(task)
         try:
             await self._run_job(name, function)

@@ -308,6 +308,8 @@ def parse_time(word: str) -> time:
 
 
 def _parse_clock(word: str) -> time | None:
+    hour: int | None
+    minute: int | None
     period = None
     if match := _CLOCK_COLON.fullmatch(word):
         hour, minute, period = int(match["h"]), int(match["m"]), match["period"]
@@ -752,8 +754,8 @@ class Signature:
                 values[param.name] = param.default
                 continue
             try:
-                rest = [w for w, _, _ in words[index:]]
-                values[param.name], used = await param.converter.take(ctx, rest)
+                following = [w for w, _, _ in words[index:]]
+                values[param.name], used = await param.converter.take(ctx, following)
                 index += used
             except ArgError as error:
                 if param.required or param.converter.recognises(words[index][0]):
@@ -770,7 +772,7 @@ class Signature:
 
         def option_like(word: str) -> bool:
             m = _OPTION.fullmatch(word)
-            return bool(m) and (m[1].lower() in names or m[1].lower() in KNOWN_OPTIONS)
+            return m is not None and (m[1].lower() in names or m[1].lower() in KNOWN_OPTIONS)
 
         kept = []
         i = 0

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     networked = config.telegram_enabled or config.matrix_enabled
     console = action == "console" or (action == "run" and not networked)
     try:
-        level = logs.level_from(options.log_level, "INFO" if action == "run" or console else "WARNING")
+        default = "INFO" if action == "run" or console else "WARNING"
+        level = logs.level_from(options.log_level, default)
     except ValueError as error:
         print(f"gridbot: {error}", file=sys.stderr)
         return EXIT_CONFIG

@@ -236,6 +236,8 @@ class Context(Actions):
     confirmed: bool = False
     # Private details were typed in a group chat (bot/dispatch.py removes the message).
     private_input: bool = False
+    # For the log line of the command: ok, error, or refused:<template>.
+    outcome: str = "ok"
     refs: list[str] = field(default_factory=list)
     extra_changes: list[dict[str, Any]] = field(default_factory=list)
 

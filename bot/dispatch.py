@@ -58,16 +58,17 @@ def transient(error: BaseException) -> bool:
     busy timeout, PostgreSQL restarting or unreachable), so the command may simply run again
     (its transaction was rolled back)."""
     seen = 0
-    while error is not None and seen < 8:
-        if isinstance(error, DBAPIError) and (
-            error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+    cause: BaseException | None = error
+    while cause is not None and seen < 8:
+        if isinstance(cause, DBAPIError) and (
+            cause.connection_invalidated or isinstance(cause, OperationalError | InterfaceError)
         ):
             return True
-        if isinstance(error, ConnectionError | TimeoutError) or type(error) is OSError:
+        if isinstance(cause, ConnectionError | TimeoutError) or type(cause) is OSError:
             return True
-        if any(cls.__name__ in _CONNECTION_ERRORS for cls in type(error).__mro__):
+        if any(cls.__name__ in _CONNECTION_ERRORS for cls in type(cause).__mro__):
             return True
-        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
         seen += 1
     return False
 

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from bot.config import Config
+from bot.config import Config, ConfigError
 from bot.lock import InstanceLock, sqlite_file
 from storage import models
 from storage.db import Database, alembic_config
@@ -109,7 +109,8 @@ def _lease(config: Config, lease, report: Report) -> None:
     until = lease.until if lease.until.tzinfo else lease.until.replace(tzinfo=UTC)
     mine = " (this host and data dir)" if lease.owner == _instance_id(config) else ""
     if until > datetime.now(UTC):
-        report.ok("scheduler", f"lease held by {lease.owner}{mine} until {until:%Y-%m-%d %H:%M} UTC")
+        report.ok("scheduler",
+                  f"lease held by {lease.owner}{mine} until {until:%Y-%m-%d %H:%M} UTC")
     else:
         report.info("scheduler", f"lease free since {until:%Y-%m-%d %H:%M} UTC (held last by "
                                  f"{lease.owner}{mine}); the next instance to start takes it")
@@ -119,6 +120,8 @@ async def _telegram(config: Config, report: Report) -> None:
     from telegram import Bot
     from telegram.error import InvalidToken, NetworkError
 
+    if not config.telegram_token:
+        raise ConfigError("GRIDBOT_TELEGRAM_TOKEN is not set")
     bot = Bot(config.telegram_token, base_url=f"{config.telegram_api_url}/bot")
     try:
         me = await bot.get_me()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import TextIO
 
 from sqlalchemy.engine import make_url
 
@@ -31,7 +32,7 @@ class InstanceLock:
     def __init__(self, database: Path) -> None:
         self.database = database
         self.path = database.with_name(database.name + ".lock")
-        self._file = None
+        self._file: TextIO | None = None
 
     def acquire(self) -> None:
         """Takes the lock or raises AlreadyRunning."""

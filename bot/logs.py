@@ -36,9 +36,9 @@ def level_from(option: str | None, default: str) -> str:
 def setup(level: str, log_file: Path | None = None) -> None:
     """Sends every logger's events (ours, Alembic's, APScheduler's) to stderr or `log_file`."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")

@@ -40,7 +40,7 @@ async def next_number(db: AsyncSession, community_id: int, kind: str) -> int:
         )
         .returning(models.Counter.last)
     )
-    return int(await db.scalar(stmt))
+    return int((await db.execute(stmt)).scalar_one())
 
 
 @dataclass

@@ -14,7 +14,10 @@ async def rows(bot, model) -> list:
 
 async def test_chinese_and_full_width_options_reach_the_record(community):
     bot = community
-    out = await bot.say(":as wang", ":in g1chat", "／ｓｃｒｅｅｎ　３－１－１０１　fever 体温＝３８，５ 人数＝３ 咳嗽")
+    out = await bot.say(
+        ":as wang", ":in g1chat",
+        "／ｓｃｒｅｅｎ　３－１－１０１　fever 体温＝３８，５ 人数＝３ 咳嗽",
+    )
     assert "3-1-101" in out.text("g1chat")
     assert "体温 38.5°C" in out.text("dm:lead")  # the alert has the temperature
     assert "38.5" not in out.text("g1chat")
@@ -63,7 +66,9 @@ async def test_vehicle_plates_are_validated_and_tidied(community):
 
 async def test_key_person_until_in_the_forms_people_type(community):
     bot = community
-    out = await bot.say(":as wang", ":in g1chat", "/watch add 3-1-101 张三 home-observation until=02-15")
+    out = await bot.say(
+        ":as wang", ":in g1chat", "/watch add 3-1-101 张三 home-observation until=02-15"
+    )
     assert "K1" in out.text()
     await bot.say("/watch add 3-1-102 李四 home-observation 直到=2026/02/20")
     await bot.say("/watch add 3-1-201 王五 home-observation until=后天")

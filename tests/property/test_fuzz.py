@@ -33,7 +33,8 @@ HOSTILE = [
     "<b>x</b>", "&amp;", "\u202eabc", "\u200f", "\u2066x\u2069", "\x00", "\x1b[31m", "9" * 400,
     "-1", "0", "E0", "E-1", "E99999999999", "K0", "S1", "@", "@@", "@" + "x" * 300, "=", "==",
     "temp=", "体温=99", "by=9999-12-31T23:59", "by=99999d", "until=0000-01-01", "1e309", "nan",
-    "inf", "-0", "３-１-１０１", "Ｅ１", "３８，５", "１０：００", "２０２６／０２／１５", "ｆｅｖｅｒ",
+    "inf", "-0", "３-１-１０１", "Ｅ１", "３８，５", "１０：００", "２０２６／０２／１５",
+    "ｆｅｖｅｒ",
     "😷", "👨‍👩‍👧", "ا", "\u3000", "京a", "12345", "confirm", "确认", "99999d", "25:99",
     "2026-02-30", "02-30", "明天", "后天", "今晚8点", "tomorrow", "3-1-101", "3-1-999", "E1",
     "K1", "@wang", "@lead", "g1", "g2", "fever", "ok", "38.5", "三十八度五", "2h", "zh", "en",
@@ -216,7 +217,8 @@ CONVERTERS = sorted(
         for cmd in REGISTRY.commands()
         for p in cmd.signature.params
         if type(p.converter).__module__ == "bot.args"
-        and type(p.converter).__name__ not in {"ExistingHousehold", "ExistingGrid", "Mention", "Item"}
+        and type(p.converter).__name__
+        not in {"ExistingHousehold", "ExistingGrid", "Mention", "Item"}
     }.items()
 )
 

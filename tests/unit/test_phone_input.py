@@ -162,7 +162,8 @@ async def test_a_day_and_a_time_typed_apart_are_one_moment():
     assert values["by"] == datetime(2026, 2, 11, 18, 0, tzinfo=TZ)
     assert values["text"] == "买菜 两斤白菜" and values["for_"] == "3-1-101"
     values = await signature_of(errand).parse(CTX, "买菜 期限=tomorrow 两斤")
-    assert values["by"] == datetime(2026, 2, 11, 23, 59, tzinfo=TZ) and values["text"] == "买菜 两斤"
+    assert values["by"] == datetime(2026, 2, 11, 23, 59, tzinfo=TZ)
+    assert values["text"] == "买菜 两斤"
 
 
 @pytest.mark.parametrize(
@@ -212,14 +213,16 @@ def test_times_in_another_year_show_the_year():
     template = env.from_string("{{ t | localtime }}")
     shown = template.render(_tz=TZ, _now=NOW, t=datetime(2099, 1, 1, tzinfo=TZ))
     assert shown == "2099-01-01 00:00"
-    assert template.render(_tz=TZ, _now=NOW, t=datetime(2026, 2, 15, 18, tzinfo=TZ)) == "02-15 18:00"
+    shown = template.render(_tz=TZ, _now=NOW, t=datetime(2026, 2, 15, 18, tzinfo=TZ))
+    assert shown == "02-15 18:00"
     assert time(0, 0)  # midnight is a time like any other
 
 
 @pytest.mark.parametrize(
     ("typed", "hours"),
     [("08:00-12:00", (time(8), time(12))), ("8点-12点", (time(8), time(12))),
-     ("晚上8点-10点", (time(20), time(22))), ("晚上10点-6点", (time(22), time(6))), ("２２：００－０６：００", (time(22), time(6)))],
+     ("晚上8点-10点", (time(20), time(22))), ("晚上10点-6点", (time(22), time(6))),
+     ("２２：００－０６：００", (time(22), time(6)))],
 )
 async def test_time_ranges_as_typed(typed, hours):
     from bot.args import Hours
