@@ -52,6 +52,7 @@ from bot.registry import REGISTRY, Command
 from bot.roles import Role, Where
 from bot.transports.base import (
     Attachment,
+    Budget,
     CannotDeliver,
     Capabilities,
     Incoming,
@@ -68,6 +69,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_LENGTH = MessageLimit.MAX_TEXT_LENGTH
+PER_SECOND = 30  # Telegram: calls a second, overall
+# Telegram: 20 messages a minute to one group. Half may go at once; the rest refill over the
+# minute (10 + 10/60 s × 60 s = 20 in any rolling minute), so a burst's first ten replies go
+# out at once and whatever waits after them goes out merged within seconds.
+GROUP_PER_MINUTE = 20
+GROUP_BURST = 10
 MAX_CAPTION = MessageLimit.CAPTION_LENGTH
 MAX_CALLBACK_DATA = InlineKeyboardButtonLimit.MAX_CALLBACK_DATA
 MAX_MENU = 100  # commands per menu scope
@@ -105,13 +112,14 @@ def webhook_secret(token: str) -> str:
 
 
 def telegram_rate_limiter() -> AIORateLimiter:
-    """Telegram's limits (30 messages/s overall, 20 per minute per group) held in EVERY
-    window, not just on average: a leaky bucket lets its whole capacity through at once and
-    then its rate, so capacity + rate × window must stay within the limit (5 + 25/s ≤ 30 in
-    a second; 2 + 0.3/s × 60 ≤ 20 in a minute). The defaults allow about twice that."""
+    """Telegram's overall limit, 30 calls a second, held in EVERY window, not just on
+    average: a leaky bucket lets its whole capacity through at once and then its rate, so
+    capacity + rate × 1 s must stay within 30 (1 + 29/s). The per-group limit, 20 messages
+    a minute, is the outbox's (see `TelegramTransport.budget`): it merges the replies that
+    wait for a group instead of sending them one every 3 s."""
     return AIORateLimiter(
-        overall_max_rate=5, overall_time_period=0.2,
-        group_max_rate=2, group_time_period=2 / 0.3,
+        overall_max_rate=1, overall_time_period=1 / (PER_SECOND - 1),
+        group_max_rate=0, group_time_period=0,
         max_retries=3,
     )
 
@@ -140,6 +148,7 @@ class TelegramTransport:
         # Message ids of the parts already sent, per Outgoing.key, so a retry by the outbox
         # sends only the parts that did not go out.
         self._sent_parts: dict[str, list[str]] = {}
+        self._budgets: dict[str, Budget] = {}
 
     async def start(self, app: App) -> None:
         self.app = app
@@ -246,6 +255,26 @@ class TelegramTransport:
         return (Attachment(name=document.file_name or "document", data=bytes(data)),)
 
     # -- outgoing ---------------------------------------------------------------------------
+
+    def budget(self, chat: str) -> Budget | None:
+        """A group's allowance (pins and parts count); private chats have none of their own."""
+        if not chat.startswith("-"):
+            return None
+        budget = self._budgets.get(chat)
+        if budget is None:
+            budget = self._budgets[chat] = Budget(
+                GROUP_BURST, (GROUP_PER_MINUTE - GROUP_BURST) / 60
+            )
+        return budget
+
+    def calls(self, message: Outgoing) -> int:
+        """The Bot API calls `_deliver` makes for a message."""
+        _keyboard_markup, hints = _keyboard(message.buttons)
+        text = message.text + hints
+        if message.file_name and len(text) <= MAX_CAPTION:
+            text = ""
+        parts = len(split_text(text, MAX_LENGTH)) if text.strip() else 0
+        return max(1, parts + bool(message.file_name) + bool(message.pin))
 
     async def send(self, chat: str, message: Outgoing) -> Sent:
         return await self._deliver(chat, message)
