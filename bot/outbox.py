@@ -8,10 +8,10 @@ down) are retried by a periodic job and at start-up, oldest first; a chat whose 
 failed sends nothing newer until the retry has sent the older rows.
 
 Rate limits: a transport may give each chat a `Budget` (Telegram: 20 messages a minute per
-group; Matrix: rc_message per account). While a chat's budget allows, each reply goes out on
-its own, as soon as it is committed. When the budget is spent, the replies that pile up for
-that chat meanwhile go out merged, in order, as few messages as fit the transport's size
-limit, each item headed by the command it answers. Messages that must stand alone are never
+group), or say that the server refused a send for now (`RateLimited`: Matrix's rc_message).
+While the budget allows, each reply goes out on its own, as soon as it is committed. When it
+is spent, the replies that pile up for that chat meanwhile go out merged, in order, as few
+messages as fit the transport's size limit, each item headed by the command it answers. Messages that must stand alone are never
 merged: pins (announcements), files, direct messages (alerts go there), anything too long
 for one message. An item's buttons stay: one button per item, its label naming the item
 (`✋ 认领 E7`), on transports with buttons; on transports without (Matrix reactions could
@@ -25,12 +25,21 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, true, update
 
 from bot.context import DELIVERY_LEASE
-from bot.transports.base import Budget, CannotDeliver, Capabilities, Outgoing, Sent, split_text
+from bot.transports.base import (
+    Budget,
+    CannotDeliver,
+    Capabilities,
+    Outgoing,
+    RateLimited,
+    Sent,
+    split_text,
+)
 from storage import models
 
 if TYPE_CHECKING:
@@ -101,8 +110,11 @@ class Outbox:
         pending = set(ids)
         while pending:
             async with self._changed:
-                await self._changed.wait_for(lambda: not (pending & self._in_flight))
+                await self._changed.wait_for(partial(self._all_done, pending))
             pending = {n for i in pending for n in self._caused.pop(i, ())}
+
+    def _all_done(self, ids: set[int]) -> bool:
+        return not (ids & self._in_flight)
 
     async def idle(self) -> None:
         """Waits until every queued message is done with (before stopping)."""
@@ -135,6 +147,7 @@ class Outbox:
 
     async def _drain(self, key: ChatKey) -> None:
         queue = self._queues[key]
+        waited = False
         try:
             while queue:
                 transport = self.app.transports.get(key[0])
@@ -144,9 +157,17 @@ class Outbox:
                     await self._done(list(queue), [])
                     queue.clear()
                     break
-                send = await self._next(transport, key, queue)
+                send = await self._next(transport, key, queue, waited)
+                waited = False
                 try:
                     result = await self._send(transport, send)
+                except RateLimited as limit:
+                    # Nothing went out: wait, then send what piled up meanwhile, merged.
+                    log.info("outbox: %s rate limited for %.1f s", key, limit.retry_after)
+                    queue.extendleft(reversed(send.rows))
+                    await asyncio.sleep(limit.retry_after)
+                    waited = True
+                    continue
                 except CannotDeliver as error:
                     notices = await self._record([], [(send, str(error) or "cannot deliver")])
                 except Exception:
@@ -184,9 +205,12 @@ class Outbox:
 
     # -- what to send next -------------------------------------------------------------------
 
-    async def _next(self, transport, key: ChatKey, queue: deque[models.OutboxMessage]) -> _Send:
+    async def _next(
+        self, transport, key: ChatKey, queue: deque[models.OutboxMessage], waited: bool
+    ) -> _Send:
         """Takes the next message off the queue: the first row alone while the budget allows,
-        or, when it had to wait for the budget, everything mergeable that piled up."""
+        or, when it had to wait (for the budget, or the server said so), everything mergeable
+        that piled up."""
         caps: Capabilities = transport.capabilities
         first = queue[0]
         person = None
@@ -195,10 +219,13 @@ class Outbox:
         alone = self._outgoing(first, caps)
         budget: Budget | None = _budget(transport, first.chat) if first.chat else None
         if budget is None:
+            if waited and len(queue) > 1 and _mergeable(first, caps):
+                merged = self._merge(queue, caps)
+                if merged is not None:
+                    return merged
             queue.popleft()
             return _Send([first], alone, person)
         cost = _calls(transport, alone)
-        waited = False
         while (delay := budget.delay(cost)) > 0:  # a budget may be shared by several chats
             waited = True
             await asyncio.sleep(delay)

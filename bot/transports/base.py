@@ -62,6 +62,16 @@ class CannotDeliver(Exception):
     """Permanent failure to deliver (e.g. Telegram's 403 before the person wrote to the bot)."""
 
 
+class RateLimited(Exception):
+    """The server refused a send for now (Matrix's M_LIMIT_EXCEEDED) and nothing of the
+    message went out: the outbox waits `retry_after` seconds, then sends what waits for that
+    chat merged."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
 @dataclass
 class Sent:
     """Where a delivered message landed, so buttons and reactions on it can be traced back."""

@@ -52,6 +52,7 @@ from bot.transports.base import (
     Capabilities,
     Incoming,
     Outgoing,
+    RateLimited,
     Sent,
     split_text,
 )
@@ -396,7 +397,9 @@ class MatrixTransport:
             content = _notice(part)
             if index == 0 and message.reply_to:
                 content["m.relates_to"] = await self._reply_relation(chat, message.reply_to)
-            ids.append(await self._send_event(chat, "m.room.message", content, message.key, index))
+            # Rate limited before anything went out: the outbox merges what waits (rc_message).
+            ids.append(await self._send_event(chat, "m.room.message", content, message.key, index,
+                                              give_way=index == 0))
         if message.file_name:
             ids.append(await self._send_file(chat, message))
         if message.buttons and ids:
@@ -425,11 +428,13 @@ class MatrixTransport:
         return relation
 
     async def _send_event(
-        self, chat: str, event_type: str, content: dict[str, Any], key: str, part: int | str
+        self, chat: str, event_type: str, content: dict[str, Any], key: str, part: int | str,
+        *, give_way: bool = False,
     ) -> str:
         # The same transaction id on a retry makes the homeserver return the first event.
         tx_id = f"{key}-{part}" if key else None
-        response = await self._call(self.client.room_send, chat, event_type, content, tx_id=tx_id)
+        response = await self._call(self.client.room_send, chat, event_type, content, tx_id=tx_id,
+                                    give_way=give_way)
         return response.event_id
 
     async def _send_file(self, chat: str, message: Outgoing) -> str:
@@ -467,10 +472,14 @@ class MatrixTransport:
 
     # --- the homeserver -------------------------------------------------------------------
 
-    async def _call(self, request: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+    async def _call(
+        self, request: Callable[..., Awaitable[R]], *args: Any, give_way: bool = False,
+        **kwargs: Any,
+    ) -> R:
         """One request: waits out rate limits (M_LIMIT_EXCEEDED, retry_after_ms) as often as
-        they come, retries a brief outage a few times, then raises Unavailable. A refusal
-        (a 4xx answer such as M_FORBIDDEN) raises CannotDeliver."""
+        they come (or, to `give_way`, raises RateLimited), retries a brief outage a few times,
+        then raises Unavailable. A refusal (a 4xx answer such as M_FORBIDDEN) raises
+        CannotDeliver."""
         failures = 0
         delay = 1.0
         while True:
@@ -484,6 +493,8 @@ class MatrixTransport:
                 status = _status(response)
                 if status == 429 or response.status_code == "M_LIMIT_EXCEEDED":
                     wait_ms = response.retry_after_ms or 1000
+                    if give_way:
+                        raise RateLimited(wait_ms / 1000)
                     log.info("matrix: rate limited; waiting %d ms", wait_ms)
                     await asyncio.sleep(wait_ms / 1000)
                     continue

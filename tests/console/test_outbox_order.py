@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from bot.app import App
-from bot.transports.base import Budget, Capabilities, Incoming, Outgoing, Sent
+from bot.transports.base import Budget, Capabilities, Incoming, Outgoing, RateLimited, Sent
 from storage import models
 
 
@@ -22,6 +22,7 @@ class Recording:
     capabilities: Capabilities = field(default_factory=lambda: Capabilities(buttons=True))
     on_start: list[Incoming] = field(default_factory=list)
     shared_budget: Budget | None = None
+    limited: int = 0  # sends refused as rate limited, like Matrix's M_LIMIT_EXCEEDED
     sent: list[tuple[str, Outgoing]] = field(default_factory=list)
 
     async def start(self, app) -> None:
@@ -35,6 +36,9 @@ class Recording:
         return self.shared_budget
 
     async def send(self, chat: str, message: Outgoing) -> Sent:
+        if self.limited and self.sent:
+            self.limited -= 1
+            raise RateLimited(0.05)
         self.sent.append((chat, message))
         return Sent(chat=chat, message_ids=[str(len(self.sent))])
 
@@ -134,6 +138,22 @@ async def test_without_buttons_a_merged_message_lists_the_commands(bot):
     assert items == [
         f"↩ @wang /errand{n}\n新代办 E{n}：帮忙买菜\n[认领: /claim E{n}]" for n in range(2, 9)
     ]
+
+
+async def test_when_the_server_says_rate_limited_what_waits_goes_out_merged(bot):
+    # Matrix: no budget of its own; the homeserver's M_LIMIT_EXCEEDED (rc_message) says when.
+    transport = Recording(capabilities=Capabilities(reactions=True), limited=2)
+    bot.app.transports["telegram"] = transport
+    await queue_rows(bot.app, [errand_post(n) for n in range(1, 7)])
+    await bot.app.outbox.deliver()
+
+    messages = [message for _, message in transport.sent]
+    assert len(messages) == 2  # the first; then, after the wait, the other five in one
+    assert messages[0].text == "新代办 E1：帮忙买菜" and messages[0].buttons
+    assert [item.split("\n")[1] for item in messages[1].text.split("\n\n")] == [
+        f"新代办 E{n}：帮忙买菜" for n in range(2, 7)
+    ]
+    assert "[认领: /claim E6]" in messages[1].text and not messages[1].buttons
 
 
 async def test_a_budget_holds_in_every_rolling_window():
