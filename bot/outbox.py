@@ -75,6 +75,10 @@ class Outbox:
         self._changed = asyncio.Condition()
         self._held = False
         self._retry_needed = True  # rows may be pending from before a restart
+        # What the chats' tasks sent, recorded together: one transaction for every chat
+        # that finished a send meanwhile (a fan-out to 1,000 chats is not 1,000 commits).
+        self._to_record: list[tuple[list, list, asyncio.Future]] = []
+        self._recorder: asyncio.Task | None = None
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -329,18 +333,48 @@ class Outbox:
         return rows
 
     async def _record(self, sent: list[tuple[_Send, Sent]], failed: list[tuple[_Send, str]]):
-        """Marks what went out (or failed for good) in one transaction; returns notices to
-        send for direct messages that could not be delivered (the person never opened a
-        chat with the bot)."""
+        """Marks what went out (or failed for good), together with what other chats' tasks
+        finished meanwhile; returns the notices to send for direct messages that could not
+        be delivered (the person never opened a chat with the bot)."""
+        done = asyncio.get_running_loop().create_future()
+        self._to_record.append((sent, failed, done))
+        if self._recorder is None:
+            self._recorder = asyncio.create_task(self._record_batches())
+        return await done
+
+    async def _record_batches(self) -> None:
+        try:
+            while self._to_record:
+                batch, self._to_record = self._to_record, []
+                try:
+                    notices = await self._write(
+                        [item for sent, _, _ in batch for item in sent],
+                        [item for _, failed, _ in batch for item in failed],
+                    )
+                except Exception as error:
+                    for _, _, done in batch:
+                        done.set_exception(error)
+                    continue
+                for sent, failed, done in batch:
+                    rows = {row.id for send, _ in sent + failed for row in send.rows}
+                    done.set_result([n for origin, n in notices if origin in rows])
+        finally:
+            self._recorder = None
+
+    async def _write(self, sent: list[tuple[_Send, Sent]], failed: list[tuple[_Send, str]]):
+        """One transaction: rows marked sent or failed; [(row id, notice)] for failed direct
+        messages whose command came from a group."""
         now = self.app.clock.now()
-        notices: list[models.OutboxMessage] = []
+        notices: list[tuple[int, models.OutboxMessage]] = []
         async with self.app.db.transaction() as db:
-            for send, result in sent:
+            delivered = [row.id for send, _ in sent for row in send.rows]
+            if delivered:
                 await db.execute(
                     update(models.OutboxMessage)
-                    .where(models.OutboxMessage.id.in_([row.id for row in send.rows]))
+                    .where(models.OutboxMessage.id.in_(delivered))
                     .values(sent_at=now, file_data=None)  # delivered files need not stay
                 )
+            for send, result in sent:
                 first = send.rows[0]
                 if send.message.buttons and first.community_id:
                     refs = {row.ref for row in send.rows if row.buttons}
@@ -361,7 +395,8 @@ class Outbox:
                 )
                 for row in send.rows:
                     if row.origin_chat and send.person is not None:
-                        notices.append(await self._dm_failed_notice(db, row, send.person, now))
+                        notice = await self._dm_failed_notice(db, row, send.person, now)
+                        notices.append((row.id, notice))
         return notices
 
     async def _dm_failed_notice(self, db, row, person: models.Person, now) -> models.OutboxMessage:
