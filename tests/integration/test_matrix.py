@@ -145,7 +145,7 @@ async def test_rate_limited_homeserver_loses_nothing(synapse_factory, tmp_path, 
         await eventually(lambda: "q6 网格q6：住户 0" in answered(), "every command answered")
         answers = answered()
         assert re.findall(r"已创建网格 (q\d)", answers) == codes
-        assert answers.count("你在这里可以用的命令") == 2 * 6
+        assert answers.count("你在这里可以用的命令：") == 2 * 6
         assert answers.rstrip().endswith(admin.notices(hq, bot.user_id)[-1].rstrip())
         assert "q6 网格q6：住户 0" in admin.notices(hq, bot.user_id)[-1]
         assert len(admin.notices(hq, bot.user_id)[before:]) < 6 + 2 * 6 + 1
