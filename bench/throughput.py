@@ -71,22 +71,24 @@ class NullTransport:
 
 
 _keys = itertools.count(1)
+KEY_PREFIX = "bench"  # per process, where several share a database
 
 
 def message(text: str, chat: str, sender: str) -> Incoming:
     return Incoming(transport="console", chat=chat, sender=sender, text=text,
                     sender_username=sender, sender_name=sender,
-                    dedupe_key=f"bench:{next(_keys)}")
+                    dedupe_key=f"{KEY_PREFIX}:{next(_keys)}")
 
 
-async def community(workdir: Path, name: str = "throughput") -> App:
-    """A community with four grid chats, households, a member per grid who watches one key
-    person there, and a few open errands to claim."""
-    app = App(Config(data_dir=workdir / name), clock=ManualClock())
+async def community(workdir: Path, name: str = "throughput", grids: int = GRIDS,
+                    url: str = "") -> App:
+    """A community with grid chats, households, and a member per grid who watches one key
+    person there."""
+    app = App(Config(data_dir=workdir / name, database_url=url), clock=ManualClock())
     await app.start([NullTransport()])
     say = app.handle
     await say(message("/community 基准社区", "hq", "admin"))
-    for g in range(1, GRIDS + 1):
+    for g in range(1, grids + 1):
         await say(message(f"/grid add g{g} {g}网格", "hq", "admin"))
         await say(message(f"/grid link g{g}", f"g{g}chat", "admin"))
         await say(message(f"/household add {g} units=4 floors=10 rooms=4", f"g{g}chat", "admin"))
@@ -97,17 +99,23 @@ async def community(workdir: Path, name: str = "throughput") -> App:
 
 
 class Mix:
-    """The morning's commands, in turn: screen, check in, post an errand, claim one."""
+    """The morning's commands, in turn: screen, check in, post an errand, claim one.
+    `posted`, if given, holds the numbers of the errands posted (as the replies said), for
+    when the community's numbers are shared with others."""
 
-    def __init__(self) -> None:
+    def __init__(self, grids: list[int] | None = None, posted: list[int] | None = None) -> None:
+        self.grids = grids or list(range(1, GRIDS + 1))
+        self.posted = posted
         self.n = 0
         self.errands = 0
         self.claimed = 0
 
     def next(self) -> tuple[str, str, str]:
         self.n += 1
-        g = self.n % GRIDS + 1
-        kind = (self.n // GRIDS) % 4
+        g = self.grids[self.n % len(self.grids)]
+        if self.posted is not None:
+            self.errands = len(self.posted)
+        kind = (self.n // len(self.grids)) % 4
         unit, room = (self.n // 40) % 4 + 1, self.n % 40
         household = f"{g}-{unit}-{room // 4 + 1:02d}{room % 4 + 1:02d}"
         if kind == 0:
@@ -119,7 +127,8 @@ class Mix:
             text = f"/errand 帮忙买菜送到 {household}"
         else:
             self.claimed += 1
-            text = f"/claim E{self.claimed}"
+            number = self.posted[self.claimed - 1] if self.posted is not None else self.claimed
+            text = f"/claim E{number}"
         return text, f"g{g}chat", f"w{g}"
 
 

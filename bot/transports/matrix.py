@@ -493,9 +493,9 @@ class MatrixTransport:
                 status = _status(response)
                 if status == 429 or response.status_code == "M_LIMIT_EXCEEDED":
                     wait_ms = response.retry_after_ms or 1000
+                    log.info("matrix: rate limited; waiting %d ms", wait_ms)
                     if give_way:
                         raise RateLimited(wait_ms / 1000)
-                    log.info("matrix: rate limited; waiting %d ms", wait_ms)
                     await asyncio.sleep(wait_ms / 1000)
                     continue
                 if status is not None and 400 <= status < 500 and status not in (401, 408):
