@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage import audit  # noqa: F401  (registers the change capture for the audit log)
+from storage.sqlite_inline import inline_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITER_TIMEOUT = 30  # seconds, as SQLite's busy_timeout
@@ -28,7 +29,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine = create_async_engine(url, pool_size=10, max_overflow=20)
+            self.engine = create_async_engine(inline_url(url), pool_size=10, max_overflow=20)
             _tune_sqlite(self.engine)
         else:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
