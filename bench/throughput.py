@@ -117,7 +117,7 @@ class Mix:
             self.errands = len(self.posted)
         kind = (self.n // len(self.grids)) % 4
         unit, room = (self.n // 40) % 4 + 1, self.n % 40
-        household = f"{g}-{unit}-{room // 4 + 1:02d}{room % 4 + 1:02d}"
+        household = f"{g}-{unit}-{room // 4 + 1}{room % 4 + 1:02d}"  # floor, room
         if kind == 0:
             text = f"/screen {household} ok people=3"
         elif kind == 1:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, true, update
+from sqlalchemy import insert, or_, select, true, update
 
 from bot.context import DELIVERY_LEASE
 from bot.transports.base import (
@@ -152,6 +152,7 @@ class Outbox:
     async def _drain(self, key: ChatKey) -> None:
         queue = self._queues[key]
         waited = False
+        send: _Send | None = None
         try:
             while queue:
                 transport = self.app.transports.get(key[0])
@@ -189,7 +190,7 @@ class Outbox:
         except Exception:
             log.exception("outbox worker for %s failed", key)
             self._retry_needed = True
-            await self._done(list(queue), [])
+            await self._done((send.rows if send else []) + list(queue), [])
             queue.clear()
         finally:
             del self._workers[key]
@@ -362,57 +363,65 @@ class Outbox:
             self._recorder = None
 
     async def _write(self, sent: list[tuple[_Send, Sent]], failed: list[tuple[_Send, str]]):
-        """One transaction: rows marked sent or failed; [(row id, notice)] for failed direct
-        messages whose command came from a group."""
+        """One transaction, in SQL (no ORM session: this runs after every command): rows
+        marked sent or failed; [(row id, notice)] for failed direct messages whose command
+        came from a group."""
         now = self.app.clock.now()
+        table = models.OutboxMessage.__table__
         notices: list[tuple[int, models.OutboxMessage]] = []
-        async with self.app.db.transaction() as db:
+        async with self.app.db.connection() as conn:
             delivered = [row.id for send, _ in sent for row in send.rows]
             if delivered:
-                await db.execute(
-                    update(models.OutboxMessage)
-                    .where(models.OutboxMessage.id.in_(delivered))
+                await conn.execute(
+                    update(table).where(table.c.id.in_(delivered))
                     .values(sent_at=now, file_data=None)  # delivered files need not stay
                 )
+            posted = []
             for send, result in sent:
                 first = send.rows[0]
                 if send.message.buttons and first.community_id:
                     refs = {row.ref for row in send.rows if row.buttons}
-                    db.add_all(
-                        models.PostedMessage(
-                            transport=first.transport, chat=result.chat, message=message_id,
-                            community_id=first.community_id,
-                            ref=refs.pop() if len(refs) == 1 else None,
-                            buttons=list(send.message.buttons),
-                        )
+                    posted += [
+                        dict(transport=first.transport, chat=result.chat, message=message_id,
+                             community_id=first.community_id,
+                             ref=refs.pop() if len(refs) == 1 else None,
+                             buttons=list(send.message.buttons))
                         for message_id in result.message_ids
-                    )
+                    ]
+            if posted:
+                await conn.execute(insert(models.PostedMessage.__table__), posted)
             for send, error in failed:
-                await db.execute(
-                    update(models.OutboxMessage)
-                    .where(models.OutboxMessage.id.in_([row.id for row in send.rows]))
+                await conn.execute(
+                    update(table).where(table.c.id.in_([row.id for row in send.rows]))
                     .values(error=error)
                 )
                 for row in send.rows:
                     if row.origin_chat and send.person is not None:
-                        notice = await self._dm_failed_notice(db, row, send.person, now)
+                        notice = await self._dm_failed_notice(conn, row, send.person, now)
                         notices.append((row.id, notice))
         return notices
 
-    async def _dm_failed_notice(self, db, row, person: models.Person, now) -> models.OutboxMessage:
-        community = await db.get(models.Community, row.community_id) if row.community_id else None
+    async def _dm_failed_notice(self, conn, row, person: models.Person, now) -> models.OutboxMessage:
+        communities = models.Community.__table__
+        lang = None
+        if row.community_id:
+            lang = await conn.scalar(
+                select(communities.c.lang).where(communities.c.id == row.community_id)
+            )
         text = self.app.renderer.render(
-            community.lang if community else self.app.config.lang,
+            lang or self.app.config.lang,
             "core/dm_failed", private=False, person=person.label, transport=row.transport,
         )
-        notice = models.OutboxMessage(
-            transport=row.transport, chat=row.origin_chat, text=text,
+        values = dict(
+            transport=row.transport, chat=row.origin_chat, text=text, buttons=[], pin=False,
             community_id=row.community_id, created_at=now,
             lease_owner=self.app.instance_id, lease_until=now + DELIVERY_LEASE,
         )
-        db.add(notice)
-        await db.flush()
-        return notice
+        notice_id = await conn.scalar(
+            insert(models.OutboxMessage.__table__).values(**values)
+            .returning(models.OutboxMessage.__table__.c.id)
+        )
+        return models.OutboxMessage(id=notice_id, **values)
 
 
 def _chat_key(row: models.OutboxMessage) -> ChatKey:

@@ -11,6 +11,7 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -56,6 +57,22 @@ class Database:
         try:
             async with self.sessions() as session, session.begin():
                 yield session
+        finally:
+            self._writer.release()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A unit of work in SQL only (no ORM session, cheaper): commits when the block
+        ends, rolls back on an exception."""
+        if self._writer is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with asyncio.timeout(WRITER_TIMEOUT):
+            await self._writer.acquire()
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
         finally:
             self._writer.release()
 

@@ -15,9 +15,12 @@ PostgreSQL, whose driver is truly asynchronous.
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy import pool
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 DRIVER = "gridbot_inline"
 
@@ -34,6 +37,45 @@ class SQLiteDialect_inline(SQLiteDialect_pysqlite):  # noqa: N801 (SQLAlchemy's 
 
     def get_driver_connection(self, connection):
         return connection
+
+    def create_connect_args(self, url):
+        args, options = super().create_connect_args(url)
+        base = options.get("factory") or sqlite3.Connection
+        options["factory"] = type("InlineConnection", (_Connection, base), {})
+        return args, options
+
+    # AsyncConnection.execute insists that a statement awaited something: each statement
+    # awaits a no-op (a switch between greenlets, no trip through the event loop).
+    def do_execute(self, cursor, statement, parameters, context=None):
+        cursor.execute(statement, parameters)
+        _awaited()
+
+    def do_execute_no_params(self, cursor, statement, context=None):
+        cursor.execute(statement)
+        _awaited()
+
+    def do_executemany(self, cursor, statement, parameters, context=None):
+        cursor.executemany(statement, parameters)
+        _awaited()
+
+
+class _Cursor(sqlite3.Cursor):
+    async def _async_soft_close(self) -> None:
+        """What the async result API calls on a cursor: rows are fetched as usual."""
+
+
+class _Connection:
+    def cursor(self, factory=_Cursor):
+        return super().cursor(factory)
+
+
+async def _nothing() -> None:
+    pass
+
+
+def _awaited() -> None:
+    if in_greenlet():
+        await_(_nothing())
 
 
 registry.register(f"sqlite.{DRIVER}", __name__, "SQLiteDialect_inline")
