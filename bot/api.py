@@ -8,7 +8,10 @@ from bot.args import (
     Converter,
     Date,
     ErrandRef,
+    ExistingGrid,
+    ExistingHousehold,
     Flag,
+    GridCode,
     GridRef,
     Hours,
     HouseholdCode,
@@ -18,6 +21,7 @@ from bot.args import (
     KeyPersonRef,
     NewGridCode,
     PersonRef,
+    Private,
     Qty,
     ShiftRef,
     Text,
@@ -26,19 +30,15 @@ from bot.args import (
     convert,
 )
 from bot.context import Actions, Context, JobContext
-from bot.errors import ArgError, Refused, Reject
+from bot.dispatch import usable_here
+from bot.errors import ArgError, Confirm, Refused, Reject
 from bot.registry import REGISTRY, Command, command, digest_section, hand_back, job, on
 from bot.roles import Role, Where
 
-
-def usable_here(ctx: Context, cmd: Command) -> bool:
-    """Whether the caller may use `cmd` in this chat (for /help and /start)."""
-    return ctx.app.dispatcher.allows(ctx, cmd)
-
-
 __all__ = [
-    "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Flag", "Clock", "Code", "Command", "Converter", "convert", "Context", "Date",
-    "ErrandRef", "GridRef", "Hours", "HouseholdCode", "HouseholdRef", "Int", "Interval", "JobContext",
-    "KeyPersonRef", "NewGridCode", "PersonRef", "Qty", "Refused", "Reject", "Role",
-    "ShiftRef", "Text", "When", "Where", "Zone", "command", "digest_section", "hand_back", "job", "on", "usable_here",
+    "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Clock", "Code", "Command", "Confirm",
+    "Context", "Converter", "Date", "ErrandRef", "ExistingGrid", "ExistingHousehold", "Flag", "GridCode", "GridRef", "Hours", "HouseholdCode",
+    "HouseholdRef", "Int", "Interval", "JobContext", "KeyPersonRef", "NewGridCode", "PersonRef",
+    "Private", "Qty", "Refused", "Reject", "Role", "ShiftRef", "Text", "When", "Where", "Zone",
+    "command", "convert", "digest_section", "hand_back", "job", "on", "usable_here",
 ]

@@ -103,6 +103,7 @@ class App:
                 db.info["audit"] = changes = []
                 jc = JobContext(app=self, db=db, now=self.clock.now())
                 await function(jc)
+                await jc.seal()
                 await db.flush()
                 del db.info["audit"]
                 if changes:

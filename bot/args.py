@@ -35,6 +35,12 @@ class Converter:
     async def convert(self, ctx: Context, word: str) -> Any:
         return word
 
+    def recognises(self, word: str) -> bool:
+        """For an optional positional: whether `word` is meant for this parameter, so that
+        a failure to read it is an error to report rather than a sign that the parameter was
+        left out (and the word belongs to the next one)."""
+        return False
+
     def usage(self, name: str) -> str:
         return f"<{name if self.by_name or not self.placeholder else self.placeholder}>"
 
@@ -285,7 +291,7 @@ class ExistingHousehold(HouseholdCode):
             await ctx.db.scalars(query.limit(2000))
         ).all()
         nearest = get_close_matches(code, candidates, n=3, cutoff=0.5)
-        raise ArgError("unknown_household", word=code, nearest=nearest)
+        raise ArgError("unknown_household", code=code, nearest=nearest)
 
 
 class Mention(Converter):
@@ -321,8 +327,22 @@ class Item(Converter):
             )
         )
         if item is None:
-            raise ArgError("unknown_item", word=f"{self.prefix}{int(match[1])}", prefix=self.prefix)
+            raise ArgError("unknown_item", code=f"{self.prefix}{int(match[1])}", prefix=self.prefix)
         return item
+
+
+@dataclass(frozen=True)
+class Private:
+    """Marks a parameter that carries a resident's health detail (a name, a temperature,
+    symptoms): typed in a group chat, the message is removed from the group where possible
+    (bot/dispatch.py). `when` narrows it to some values (a `fever` status)."""
+
+    when: typing.Callable[[Any], bool] | None = None
+
+    def applies(self, value: Any) -> bool:
+        if value is None or value == "" or value == []:
+            return False
+        return self.when is None or bool(self.when(value))
 
 
 # The names commands use in their signatures.
@@ -369,6 +389,7 @@ class Param:
     default: Any = None
     option: bool = False
     variadic: bool = False
+    private: Private | None = None
 
     @property
     def rest(self) -> bool:
@@ -407,6 +428,10 @@ class Signature:
     @property
     def options(self) -> dict[str, Param]:
         return {p.word: p for p in self.params if p.option}
+
+    def private_values(self, values: dict[str, Any]) -> bool:
+        """Whether any parameter marked `Private` was given a value."""
+        return any(p.private is not None and p.private.applies(values.get(p.name)) for p in self.params)
 
     def usage(self) -> str:
         """Positional words, then options, then the free text, as people type them."""
@@ -449,7 +474,7 @@ class Signature:
                 values[param.name] = await param.converter.convert(ctx, words[index][0])
                 index += 1
             except ArgError as error:
-                if param.required:
+                if param.required or param.converter.recognises(words[index][0]):
                     raise
                 pending = pending or error
                 values[param.name] = param.default
@@ -528,11 +553,23 @@ def signature_of(function) -> Signature:
                 default=p.default if has_default else None,
                 option=p.kind is p.KEYWORD_ONLY,
                 variadic=p.kind is p.VAR_POSITIONAL,
+                private=next(
+                    (m for m in _metadata(hints.get(p.name, str)) if isinstance(m, Private)), None
+                ),
             )
         )
         if p.kind is p.VAR_POSITIONAL:
             out.params[-1].required = True
     return out
+
+
+def _metadata(hint: Any) -> list[Any]:
+    """The `Annotated` extras of a hint, also inside `X | None`."""
+    if typing.get_origin(hint) is Annotated:
+        return list(hint.__metadata__)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(hint) for m in _metadata(arg)]
+    return []
 
 
 def _converter_for(hint: Any) -> Converter:

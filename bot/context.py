@@ -1,6 +1,11 @@
 """What a command or job sees: the database session, the clock, who and where, and ways to
 answer. Messages are stored in the outbox inside the same transaction and delivered after
 it commits, so an accepted command never loses its reply.
+
+Each message is rendered for its reader (bot/privacy.py): a group chat, the HQ chat, or the
+person of a direct chat. The readers of direct messages are looked up together when the
+command or job has finished (`seal`), in one query, so that `reply`, `post` and `tell` stay
+plain calls.
 """
 
 from __future__ import annotations
@@ -10,9 +15,12 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.errors import Reject
+from bot.errors import Confirm, Reject
+from bot.people import Standing
+from bot.privacy import PUBLIC, Viewer
 from bot.roles import Role
 from bot.transports.base import Incoming
 from storage import models
@@ -26,6 +34,17 @@ DELIVERY_LEASE = timedelta(minutes=2)
 
 
 @dataclass
+class _Unrendered:
+    """A queued message whose text is rendered once its reader is known."""
+
+    row: models.OutboxMessage
+    template: str
+    values: dict[str, Any]
+    chat: models.Chat | None = None
+    person: models.Person | None = None
+
+
+@dataclass(kw_only=True)
 class Actions:
     """The part shared by commands and scheduled jobs."""
 
@@ -35,6 +54,7 @@ class Actions:
     community: models.Community | None = None
     queued: list[models.OutboxMessage] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _unrendered: list[_Unrendered] = field(default_factory=list)
 
     @property
     def lang(self) -> str:
@@ -51,9 +71,10 @@ class Actions:
     def local(self, when: datetime) -> datetime:
         return when.astimezone(ZoneInfo(self.tz))
 
-    def render(self, template: str, /, *, private: bool, **values: Any) -> str:
+    def render(self, template: str, /, *, viewer: Viewer | None = None, **values: Any) -> str:
+        """Renders a template for `viewer` (None: anyone; nothing private shows)."""
         return self.app.renderer.render(
-            self.lang, template, private=private, tz=self.tz, now=self.now, **values
+            self.lang, template, viewer=viewer, tz=self.tz, now=self.now, **values
         )
 
     def emit(self, event: str, **values: Any) -> None:
@@ -61,12 +82,15 @@ class Actions:
         has committed (so they can read the change, and never see one that was undone)."""
         self.events.append((event, values))
 
-    def may_show_private(self, chat: models.Chat) -> bool:
-        """The one privacy rule: residents' health details show only in direct chats and in
-        the community's HQ chat."""
+    def chat_viewer(self, chat: models.Chat) -> Viewer | None:
+        """The reader of a chat when it is known without a query: a group chat (the HQ chat
+        of this community sees its details; any other group nothing). None for a direct chat,
+        whose person is looked up when the messages are sealed."""
         if chat.is_direct:
-            return True
-        return self.community is not None and chat.id == self.community.hq_chat_id
+            return None
+        if self.community is not None and chat.id == self.community.hq_chat_id:
+            return Viewer(hq_of=self.community.id)
+        return PUBLIC
 
     def post(
         self,
@@ -81,12 +105,13 @@ class Actions:
         reply_to: str | None = None,
         **values: Any,
     ) -> models.OutboxMessage:
-        """Queues a message to a chat, rendered for that chat's audience."""
-        text = self.render(template, private=self.may_show_private(chat), **values)
-        return self._queue(
-            transport=chat.transport, chat=chat.external_id, text=text, buttons=buttons or [],
+        """Queues a message to a chat, rendered for that chat's reader."""
+        row = self._queue(
+            transport=chat.transport, chat=chat.external_id, buttons=buttons or [],
             ref=ref, pin=pin, file=file, reply_to=reply_to,
         )
+        self._unrendered.append(_Unrendered(row, template, values, chat=chat))
+        return row
 
     def tell(
         self,
@@ -98,13 +123,14 @@ class Actions:
         file: tuple[str, bytes] | None = None,
         **values: Any,
     ) -> models.OutboxMessage:
-        """Queues a direct message to a person. If it cannot be delivered (they never opened
-        a chat with the bot), `origin` is told so, without the message's content."""
-        text = self.render(template, private=True, **values)
-        return self._queue(
-            transport=person.transport, person_id=person.id, text=text, file=file,
+        """Queues a direct message to a person, rendered for them. If it cannot be delivered
+        (they never opened a chat with the bot), `origin` is told so, without its content."""
+        row = self._queue(
+            transport=person.transport, person_id=person.id, file=file,
             origin_chat=origin.external_id if origin and not origin.is_direct else None,
         )
+        self._unrendered.append(_Unrendered(row, template, values, person=person))
+        return row
 
     def _queue(self, *, file: tuple[str, bytes] | None = None, **fields: Any) -> models.OutboxMessage:
         row = models.OutboxMessage(
@@ -114,25 +140,105 @@ class Actions:
             community_id=self.community.id if self.community else None,
             file_name=file[0] if file else None,
             file_data=file[1] if file else None,
+            text="",
             **fields,
         )
         self.db.add(row)
         self.queued.append(row)
         return row
 
+    def discard_unrendered(self) -> None:
+        """Forgets messages taken back from `queued` (a command that was rolled back)."""
+        self._unrendered = [u for u in self._unrendered if any(u.row is r for r in self.queued)]
 
-@dataclass
+    def known_viewers(self) -> dict[int, Viewer]:
+        """Readers known without a query (a command's own speaker)."""
+        return {}
+
+    async def seal(self) -> None:
+        """Renders every queued message for its reader. The people who read direct messages
+        are looked up in one query: their roles now, so a role taken away counts at once."""
+        if not self._unrendered:
+            return
+        known = self.known_viewers()
+        wanted: set[int] = set()
+        direct_chats: set[tuple[str, str]] = set()
+        for item in self._unrendered:
+            if item.person is not None and item.person.id not in known:
+                wanted.add(item.person.id)
+            elif item.chat is not None and item.chat.is_direct:
+                direct_chats.add((item.chat.transport, item.chat.external_id))
+        by_chat: dict[tuple[str, str], int] = {}
+        if direct_chats:
+            rows = await self.db.execute(
+                select(models.Person.id, models.Person.transport, models.Person.dm_chat).where(
+                    models.Person.dm_chat.in_([c for _, c in direct_chats])
+                )
+            )
+            for person_id, transport, dm_chat in rows.all():
+                by_chat[(transport, dm_chat)] = person_id
+                if person_id not in known:
+                    wanted.add(person_id)
+        viewers = dict(known)
+        if wanted:
+            viewers.update(await _viewers(self.app, self.db, wanted))
+        pending, self._unrendered = self._unrendered, []
+        for item in pending:
+            if item.person is not None:
+                viewer: Viewer | None = viewers.get(item.person.id)
+            else:
+                assert item.chat is not None
+                viewer = self.chat_viewer(item.chat)
+                if item.chat.is_direct:
+                    viewer = viewers.get(by_chat.get((item.chat.transport, item.chat.external_id), -1))
+            item.row.text = self.render(item.template, viewer=viewer, **item.values)
+
+
+async def _viewers(app: App, db: AsyncSession, person_ids: set[int]) -> dict[int, Viewer]:
+    people = (await db.scalars(select(models.Person).where(models.Person.id.in_(person_ids)))).all()
+    memberships = (
+        await db.scalars(
+            select(models.Membership)
+            .where(models.Membership.person_id.in_(person_ids))
+            .order_by(models.Membership.id)
+        )
+    ).all()
+    return {
+        person.id: Standing(
+            person.id, app.people.is_admin(person),
+            tuple(m for m in memberships if m.person_id == person.id),
+        ).viewer()
+        for person in people
+    }
+
+
+@dataclass(kw_only=True)
 class Context(Actions):
-    """A command being handled."""
+    """A command being handled: who said it, where, with which standing."""
 
-    message: Incoming | None = None
-    person: models.Person | None = None
-    chat: models.Chat | None = None
+    message: Incoming
+    person: models.Person
+    chat: models.Chat
+    standing: Standing
     grid: models.Grid | None = None
     role: Role = Role.RESIDENT
     command: Command | None = None
+    # In a direct chat of a person in several communities: those communities (/use).
+    communities: list[models.Community] = field(default_factory=list)
+    # Typed again with `confirm` (or its button pressed): a question asked before is answered.
+    confirmed: bool = False
+    # Private details were typed in a group chat (bot/dispatch.py removes the message).
+    private_input: bool = False
     refs: list[str] = field(default_factory=list)
     extra_changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def post(self, chat: models.Chat, template: str, /, **values: Any) -> models.OutboxMessage:
+        row = super().post(chat, template, **values)
+        if chat.id == self.chat.id:
+            # Names the command it answers, should it go out merged with others (bot/outbox.py).
+            word = self.message.text.strip().split(maxsplit=1)[0].split("@", 1)[0]
+            row.answers = f"{self.person.label} /{word.lstrip('/／')}"[:160]
+        return row
 
     def reply(self, template: str, /, **values: Any) -> models.OutboxMessage:
         """Answers in this chat; in a group, as a reply to the command, so that in a busy
@@ -140,9 +246,24 @@ class Context(Actions):
         reply_to = None if self.chat.is_direct else self.message.message_id
         return self.post(self.chat, template, reply_to=reply_to, **values)
 
+    def known_viewers(self) -> dict[int, Viewer]:
+        return {self.person.id: self.standing.viewer()}
+
+    def chat_viewer(self, chat: models.Chat) -> Viewer | None:
+        if chat.is_direct and chat.id == self.chat.id:
+            return self.standing.viewer()
+        return super().chat_viewer(chat)
+
     def fail(self, template: str, /, **values: Any) -> Reject:
         """`raise ctx.fail(...)`: a clear refusal; nothing the command wrote is kept."""
         return Reject(template, **values)
+
+    def confirm(self, template: str, /, **values: Any) -> None:
+        """Asks before going on, unless the person already confirmed: the question names what
+        will happen; the button (or the command typed again with `confirm`) runs it. Only for
+        commands declared with `confirmable=True`."""
+        if not self.confirmed:
+            raise Confirm(template, **values)
 
     def require_community(self) -> models.Community:
         if self.community is None:
@@ -153,6 +274,11 @@ class Context(Actions):
         if self.grid is None:
             raise Reject("core/no_grid")
         return self.grid
+
+    def role_in(self, grid: models.Grid | None) -> Role:
+        """The caller's role in another grid of this community (for value-dependent rules)."""
+        return self.standing.role(self.community.id if self.community else None,
+                                  grid.id if grid else None)
 
     def ref(self, *refs: str) -> None:
         """Names the items this command touched (`E7`) for /history."""
@@ -165,6 +291,6 @@ class Context(Actions):
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class JobContext(Actions):
     """A scheduled job's view: no sender, no chat of origin."""

@@ -2,7 +2,8 @@
 dedupe → who and where → find the command → authorise → parse → run → audit → reply.
 
 The command's writes, its audit entry, its replies (in the outbox) and the record that the
-message was handled commit together; replies are delivered after the commit.
+message was handled commit together; replies are delivered after the commit. Errors of the
+one error tree (bot/errors.py) become replies here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from bot.context import Context
-from bot.errors import ArgError, Refused, Reject
+from bot.access import Place, Seat, allowed, grid_refusal, refusal
+from bot.context import Actions, Context
+from bot.errors import ArgError, Confirm, GridbotError, Refused, Reject
 from bot.registry import REGISTRY, Command
 from bot.roles import Role, Where
 from bot.transports.base import Incoming
@@ -30,6 +32,8 @@ MAX_LENGTH = 4000
 CONFIRM_WORDS = {"confirm", "确认"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 _COMMAND = re.compile(r"[/／](\S+?)(?:@(\S+))?(?:\s+(.*))?", re.DOTALL)
+# Command names safe to repeat in a group when unknown (anything else may be private text).
+_PLAIN_NAME = re.compile(r"[a-z0-9_]{1,32}")
 
 
 def split_command(text: str) -> tuple[str, str | None, str] | None:
@@ -65,6 +69,8 @@ class Dispatcher:
             await self.app.outbox.deliver(ctx.queued)
         else:
             self.app.outbox.deliver_soon(ctx.queued)
+        if ctx.private_input:
+            await self._remove_private_input(ctx)
 
     async def _run(self, msg: Incoming, name: str, args: str) -> Context | None:
         async with self.app.db.transaction() as db:
@@ -75,10 +81,13 @@ class Dispatcher:
             try:
                 async with db.begin_nested():
                     await self._execute(ctx, name, args)
-            except (Reject, Refused, ArgError) as problem:
+            except GridbotError as problem:
                 del ctx.queued[kept:]  # replies queued by the rolled-back command
+                ctx.discard_unrendered()
                 ctx.events.clear()
+                ctx.private_input = False
                 self._explain(ctx, name, args, problem)
+            await ctx.seal()
             return ctx
 
     async def _first_delivery(self, db, msg: Incoming) -> bool:
@@ -92,7 +101,7 @@ class Dispatcher:
         return True
 
     async def context(self, db, msg: Incoming) -> Context:
-        """Who is speaking, in which chat, community and grid, with which role."""
+        """Who is speaking, in which chat, community and grid, with which standing."""
         now = self.app.clock.now()
         person = await self.app.people.from_message(db, msg, now)
         # The chat with its community and grid in one query: this runs for every message.
@@ -114,23 +123,47 @@ class Dispatcher:
             await db.flush()
         elif chat.is_direct != msg.is_direct:
             chat.is_direct = msg.is_direct  # e.g. a Matrix direct room someone else joined
+        standing = await self.app.people.standing(db, person)
+        mine: list[models.Community] = []
         if community is None:
-            # In a direct chat (or a group not yet linked), act in the community the person
-            # last joined; in a direct chat, in that grid too.
-            membership = await db.scalar(
-                select(models.Membership)
-                .where(models.Membership.person_id == person.id)
-                .order_by(models.Membership.id.desc())
+            # A direct chat (or a group not linked yet) acts in the person's community: the
+            # only one, or the one chosen with /use; never a silent pick among several.
+            ids = standing.communities()
+            if len(ids) > 1:
+                mine = list(
+                    await db.scalars(select(models.Community).where(models.Community.id.in_(ids)))
+                )
+                mine.sort(key=lambda c: ids.index(c.id))
+            chosen = (
+                person.current_community_id if person.current_community_id in ids
+                else ids[0] if len(ids) == 1 else None
             )
-            if membership is not None:
-                community = await db.get(models.Community, membership.community_id)
-                if chat.is_direct and membership.grid_id:
-                    grid = await db.get(models.Grid, membership.grid_id)
-        role = await self.app.people.role(db, person, community, grid)
+            if chosen is not None:
+                community = next((c for c in mine if c.id == chosen), None) or await db.get(
+                    models.Community, chosen
+                )
+                home = standing.home_grid(chosen)
+                if chat.is_direct and home is not None:
+                    grid = await db.get(models.Grid, home)
+        role = standing.role(community.id if community else None, grid.id if grid else None)
         return Context(
             app=self.app, db=db, now=now, community=community, message=msg, person=person,
-            chat=chat, grid=grid, role=role,
+            chat=chat, grid=grid, role=role, standing=standing, communities=mine,
         )
+
+    def seat(self, ctx: Context) -> Seat:
+        """The caller's seat for the access rule (bot/access.py)."""
+        community = ctx.community
+        if ctx.chat.is_direct:
+            place = Place.DIRECT
+        elif community is not None and ctx.chat.id == community.hq_chat_id:
+            place = Place.HQ
+        elif ctx.chat.grid_id is not None:
+            place = Place.GRID
+        else:
+            place = Place.GROUP
+        top = ctx.standing.top_role(community.id if community else None)
+        return Seat(role=ctx.role, place=place, community=community is not None, top_role=top)
 
     async def _execute(self, ctx: Context, name: str, args: str) -> None:
         if len(ctx.message.text) > MAX_LENGTH:
@@ -138,31 +171,38 @@ class Dispatcher:
         if _CONTROL.search(ctx.message.text):
             raise Reject("core/control_characters")
         found = REGISTRY.find(name, args)
-        if found is None and REGISTRY.group_usage(name):
+        if found is None and REGISTRY.group(name):
             raise ArgError("subcommand", word=args.split()[0] if args.split() else "")
         if found is None:
-            raise Reject("core/unknown", name=name, suggestions=self._suggest(name))
+            raise Reject("core/unknown", name=name if _PLAIN_NAME.fullmatch(name.lower()) else None,
+                         suggestions=self._suggest(name))
         cmd, argtext = found
         ctx.command = cmd
-        self._check_where(ctx, cmd)
-        if cmd.role_grid is None:
-            self._check_role(ctx, cmd.role)
-        if cmd.confirm:
+        if cmd.where is Where.COMMUNITY and ctx.community is None and len(ctx.communities) > 1:
+            raise Reject("core/which_community", communities=ctx.communities)
+        problem = refusal(cmd, self.seat(ctx))
+        if problem is not None:
+            raise problem
+        if cmd.confirm or cmd.confirmable:
             words = argtext.split()
-            if not words or words[-1].lower() not in CONFIRM_WORDS:
-                self._ask_to_confirm(ctx, cmd, argtext)
-                return
-            argtext = argtext.strip()[: -len(words[-1])]
+            if words and words[-1].lower() in CONFIRM_WORDS:
+                ctx.confirmed = True
+                argtext = argtext.strip()[: -len(words[-1])]
+            if cmd.confirm and not ctx.confirmed:
+                raise Confirm("core/confirm")
         values = await cmd.signature.parse(ctx, argtext)
         if cmd.role_grid is not None:
-            grid = values[cmd.role_grid]
-            role = await self.app.people.role(ctx.db, ctx.person, ctx.community, grid)
-            if role < cmd.role:
-                raise Refused(cmd.role)
+            problem = grid_refusal(cmd, ctx.role_in(values[cmd.role_grid]))
+            if problem is not None:
+                raise problem
+        ctx.private_input = not ctx.chat.is_direct and self.seat(ctx).place is not Place.HQ and (
+            cmd.signature.private_values(values)
+        )
         ctx.db.info["audit"] = changes = []
         try:
             positional = [values.pop(p.name) for p in cmd.signature.params if p.variadic]
             await cmd.function(ctx, *(positional[0] if positional else ()), **values)
+            await ctx.seal()
             await ctx.db.flush()
         finally:
             ctx.db.info.pop("audit", None)
@@ -174,68 +214,90 @@ class Dispatcher:
                 text=ctx.message.text[:1000], refs=ctx.refs, changes=changes,
             ))
 
-    def _ask_to_confirm(self, ctx: Context, cmd: Command, argtext: str) -> None:
-        """Asks before a command that cannot easily be taken back; pressing the button (or
-        typing the command again with `confirm`) runs it."""
-        again = f"/{cmd.name} {argtext.strip()} confirm".replace("  ", " ")
-        label = ctx.render("core/confirm_button", private=False)
-        ctx.reply("core/confirm", command=again,
-                  buttons=[{"label": label, "command": again, "emoji": "✅"}])
-
-    def allows(self, ctx: Context, cmd: Command) -> bool:
-        """Whether the caller may use `cmd` in this chat, as the filter would decide."""
-        if not self._where_ok(ctx, cmd):
-            return False
-        # A command that names its grid is checked against that grid when run.
-        return ctx.role >= cmd.role or cmd.role_grid is not None
-
-    def _check_where(self, ctx: Context, cmd: Command) -> None:
-        if not self._where_ok(ctx, cmd):
-            raise Refused(where=cmd.where)
-
-    def _where_ok(self, ctx: Context, cmd: Command) -> bool:
-        chat, community = ctx.chat, ctx.community
-        return {
-            Where.ANY: True,
-            Where.GROUP: not chat.is_direct,
-            Where.DIRECT: chat.is_direct,
-            Where.GRID: chat.grid_id is not None,
-            Where.HQ: community is not None and chat.id == community.hq_chat_id,
-            Where.COMMUNITY: community is not None,
-        }[cmd.where]
-
-    def _check_role(self, ctx: Context, needed: Role) -> None:
-        if ctx.role < needed:
-            raise Refused(needed)
-
-    def _explain(self, ctx: Context, name: str, args: str, problem: Exception) -> None:
-        """Turns a refusal or a bad argument into a clear reply."""
+    def _explain(self, ctx: Context, name: str, args: str, problem: GridbotError) -> None:
+        """Turns an error of the tree into a clear reply. In a group chat nothing typed is
+        repeated: what was typed may be a name, a phone number or a temperature."""
         cmd = ctx.command
-        if isinstance(problem, Reject):
-            ctx.reply(problem.template, **problem.values, usage=cmd.usage if cmd else "")
+        if isinstance(problem, Confirm):
+            again = f"/{name} {args.strip()} confirm".replace("  ", " ")
+            label = ctx.render("core/confirm_button")
+            ctx.reply(problem.template, **problem.values, command=again,
+                      buttons=[{"label": label, "command": again, "emoji": "✅"}])
+        elif isinstance(problem, Reject):
+            buttons = None
+            if problem.template == "core/which_community":
+                buttons = [{"label": c.name, "command": f"/use {c.name}", "emoji": ""}
+                           for c in ctx.communities]
+            ctx.reply(problem.template, **problem.values, usage=cmd.usage if cmd else "",
+                      buttons=buttons)
         elif isinstance(problem, Refused):
-            ctx.reply(
-                "core/refused",
-                role=problem.role.key if problem.role is not None else None,
-                where=str(problem.where) if problem.where else None,
-                command=cmd.name if cmd else name,
-                no_admins=not self.app.config.admins and ctx.message.transport != "console",
-            )
-        else:
+            self._explain_refusal(ctx, name, problem)
+        elif isinstance(problem, ArgError):
+            values = dict(problem.values)
+            if values.get("word") and not ctx.chat.is_direct:
+                values["word"] = "…"  # typed text may be private: never repeated in a group
             if cmd is None or (cmd.sub and not args.strip()):
                 usages = REGISTRY.group_usage(cmd.group if cmd else name)
             else:
                 usages = [cmd.usage]
             ctx.reply(
-                "core/usage",
-                problem=ctx.render("args/" + problem.template, private=False, **problem.values),
+                "core/usage", problem=ctx.render("args/" + problem.template, **values),
                 usages=usages,
             )
 
+    def _explain_refusal(self, ctx: Context, name: str, problem: Refused) -> None:
+        seat = self.seat(ctx)
+        hint = None
+        if problem.where is Where.GRID and seat.place is Place.GROUP and seat.best_role >= Role.LEADER:
+            hint = "link"  # a leader in a group not linked yet
+        elif problem.where is not None and not seat.community:
+            hint = "join"  # not in any community yet
+        ctx.reply(
+            "core/refused",
+            role=problem.role.key if problem.role is not None else None,
+            where=str(problem.where) if problem.where else None,
+            place=str(seat.place), hint=hint, join=problem.join,
+            command=ctx.command.name if ctx.command else name,
+            no_admins=not self.app.config.admins and ctx.message.transport != "console",
+        )
+
     def _suggest(self, name: str) -> list[str]:
-        names = list(REGISTRY.groups) + list(REGISTRY.aliases)
-        close = get_close_matches(name.lower(), names, n=3, cutoff=0.6)
-        return [REGISTRY.aliases.get(n, n) for n in close]
+        """Commands whose name or alias is spelt close to what was typed."""
+        names = REGISTRY.names()
+        typed = name.lower()
+        close = get_close_matches(typed, list(names), n=3, cutoff=0.75)
+        if len(typed) >= 3:
+            close += [n for n in names if n.startswith(typed) and n not in close]
+        return list(dict.fromkeys(names[n] for n in close))[:3]
+
+    async def _remove_private_input(self, ctx: Context) -> None:
+        """Private details were typed in a group: the command was stored and answered
+        without them; now the message itself is removed from the group where the bot has
+        the right to, else the person is asked by direct message to use one next time."""
+        msg = ctx.message
+        transport = self.app.transports.get(msg.transport)
+        removed = False
+        if transport is not None and msg.message_id and transport.capabilities.delete:
+            try:
+                removed = await transport.delete(msg.chat, msg.message_id)
+            except Exception:
+                log.warning("could not remove a message with private details from %s", msg.chat)
+        if removed:
+            return
+        async with self.app.db.transaction() as db:
+            actions = Actions(app=self.app, db=db, now=self.app.clock.now(), community=ctx.community)
+            # Asked once a day at most: a reminder, not a telling-off at every check-in.
+            key, today = f"hint:private-input:{ctx.person.id}", actions.today.isoformat()
+            asked = await db.get(models.KeyValue, key)
+            if asked is not None and asked.value == today:
+                return
+            await db.merge(models.KeyValue(key=key, value=today))
+            person = await db.get(models.Person, ctx.person.id)
+            chat = await db.get(models.Chat, ctx.chat.id)
+            actions.tell(person, "core/private_in_group", origin=chat,
+                         command=ctx.command.name if ctx.command else "")
+            await actions.seal()
+        await self.app.outbox.deliver(actions.queued)
 
     async def _answer_failure(self, msg: Incoming) -> Context | None:
         """After an unexpected error: apologise once, and never handle the message again."""
@@ -245,7 +307,13 @@ class Dispatcher:
                     return None
                 ctx = await self.context(db, msg)
                 ctx.reply("core/internal_error")
+                await ctx.seal()
                 return ctx
         except Exception:
             log.exception("could not even apologise for %r", msg.text[:200])
             return None
+
+
+def usable_here(ctx: Context, cmd: Command) -> bool:
+    """The dry run of the access rule, for /help and /start."""
+    return allowed(cmd, ctx.app.dispatcher.seat(ctx))

@@ -5,7 +5,8 @@ every usage line looks the same whichever command raised it.
     GridbotError
     ├── ArgError   a word that could not be read          → what was wrong + the usage line
     ├── Refused    the caller may not do this here         → the role or the kind of chat needed
-    └── Reject     a clear "no" about the thing itself     → the command's own template
+    ├── Reject     a clear "no" about the thing itself     → the command's own template
+    └── Confirm    not a failure: the command asks first   → the question, with a button
 
 Each rolls back what the command wrote.
 """
@@ -46,6 +47,16 @@ class Refused(GridbotError):
 
 class Reject(GridbotError):
     """A clear 'no' for the person: rolls back the command and replies with `template`."""
+
+    def __init__(self, template: str, /, **values: object) -> None:
+        super().__init__(template)
+        self.template = template
+        self.values = values
+
+
+class Confirm(GridbotError):
+    """Not a failure: the command asks before going on (`Context.confirm`). Nothing is kept;
+    the question (`template`) carries a button that runs the command again, confirmed."""
 
     def __init__(self, template: str, /, **values: object) -> None:
         super().__init__(template)

@@ -1,8 +1,9 @@
 """Rendering replies from Jinja2 templates, in the community's language, for one audience.
 
-Whether private details (residents' names, temperatures, symptoms) may show is decided by
-the caller from the target chat and passed in as `private`; templates mark such values with
-the `private` filter, so no template has to remember the rule on its own.
+Each message is rendered for its reader (`viewer`, bot/privacy.py). Templates mark residents'
+names, temperatures and symptoms with the `private` filter, naming what they are about —
+`{{ kp.name | private(kp) }}` — and the one rule, `bot.privacy.may_see`, decides; no template
+has to know the rule.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FunctionLoader, StrictUndefined, pass_context
 
 from bot.config import LANGUAGES
+from bot.privacy import Viewer, may_see
 
 TEMPLATES = files("templates")
 
@@ -26,10 +28,17 @@ class Renderer:
         self._envs = {lang: self._environment(lang) for lang in LANGUAGES}
 
     def render(
-        self, lang: str, name: str, /, *, private: bool, tz: str = "Asia/Shanghai", **values: object
+        self,
+        lang: str,
+        name: str,
+        /,
+        *,
+        viewer: Viewer | None = None,
+        tz: str = "Asia/Shanghai",
+        **values: object,
     ) -> str:
         template = self._envs[lang].get_template(name + ".j2")
-        text = template.render(_private=private, _tz=ZoneInfo(tz), _lang=lang, **values)
+        text = template.render(_viewer=viewer, _tz=ZoneInfo(tz), _lang=lang, **values)
         return _tidy(text)
 
     def exists(self, lang: str, name: str) -> bool:
@@ -47,6 +56,7 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
+        env.globals["may_see"] = _may_see
         env.filters.update(
             private=_private,
             localtime=_localtime,
@@ -87,8 +97,16 @@ def _tidy(text: str) -> str:
 
 
 @pass_context
-def _private(context, value: object, fallback: object = "•••") -> object:
-    return value if context.get("_private") else fallback
+def _private(context, value: object, subject: object, fallback: object = "•••") -> object:
+    """`{{ kp.name | private(kp) }}`: the value if this message's reader may see the health
+    details of `subject`, else `fallback`."""
+    return value if may_see(context.get("_viewer"), subject) else fallback
+
+
+@pass_context
+def _may_see(context, subject: object) -> bool:
+    """`{% if may_see(kp) %}…{% endif %}`: a block only for readers of `subject`'s details."""
+    return may_see(context.get("_viewer"), subject)
 
 
 @pass_context

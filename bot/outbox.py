@@ -410,7 +410,7 @@ class Outbox:
             )
         text = self.app.renderer.render(
             lang or self.app.config.lang,
-            "core/dm_failed", private=False, person=person.label, transport=row.transport,
+            "core/dm_failed", person=person.label, transport=row.transport,
         )
         values = dict(
             transport=row.transport, chat=row.origin_chat, text=text, buttons=[], pin=False,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.privacy import Viewer
 from bot.roles import Role
 from bot.transports.base import Incoming
 from storage import models
@@ -83,6 +85,18 @@ class People:
             return True
         return bool(person.username) and "@" + person.username in names
 
+    async def standing(self, db: AsyncSession, person: models.Person) -> Standing:
+        """Every role the person holds, in one query: what the access rule and the privacy
+        rule read for each message."""
+        memberships = (
+            await db.scalars(
+                select(models.Membership)
+                .where(models.Membership.person_id == person.id)
+                .order_by(models.Membership.id)
+            )
+        ).all()
+        return Standing(person.id, self.is_admin(person), tuple(memberships))
+
     async def role(
         self,
         db: AsyncSession,
@@ -90,24 +104,57 @@ class People:
         community: models.Community | None,
         grid: models.Grid | None,
     ) -> Role:
-        if self.is_admin(person):
+        standing = await self.standing(db, person)
+        return standing.role(community.id if community else None, grid.id if grid else None)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A person's roles everywhere: installation admin, secretary of communities, leader or
+    member of grids."""
+
+    person_id: int
+    admin: bool
+    memberships: tuple[models.Membership, ...]
+
+    def role(self, community_id: int | None, grid_id: int | None) -> Role:
+        """The role in a community, in a grid of it (or in no grid: the community level)."""
+        if self.admin:
             return Role.ADMIN
-        if community is None:
+        if community_id is None:
             return Role.RESIDENT
-        rows = (
-            await db.scalars(
-                select(models.Membership).where(
-                    models.Membership.person_id == person.id,
-                    models.Membership.community_id == community.id,
-                )
-            )
-        ).all()
-        if any(m.role == "secretary" for m in rows):
+        mine = [m for m in self.memberships if m.community_id == community_id]
+        if any(m.role == "secretary" for m in mine):
             return Role.SECRETARY
-        for m in rows:
-            if grid is not None and m.grid_id == grid.id:
+        for m in mine:
+            if grid_id is not None and m.grid_id == grid_id:
                 return Role[m.role.upper()]
         return Role.RESIDENT
+
+    def top_role(self, community_id: int | None) -> Role:
+        """The highest role anywhere in the community (a leader of some grid is a leader)."""
+        if self.admin:
+            return Role.ADMIN
+        roles = [Role[m.role.upper()] for m in self.memberships if m.community_id == community_id]
+        return max(roles, default=Role.RESIDENT)
+
+    def communities(self) -> list[int]:
+        """The communities the person works in, first joined first."""
+        return list(dict.fromkeys(m.community_id for m in self.memberships))
+
+    def home_grid(self, community_id: int) -> int | None:
+        """The grid a direct chat acts in: the one joined last in that community."""
+        grids = [m.grid_id for m in self.memberships if m.community_id == community_id and m.grid_id]
+        return grids[-1] if grids else None
+
+    def viewer(self) -> Viewer:
+        """The person as the reader of a direct message."""
+        return Viewer(
+            person_id=self.person_id,
+            admin=self.admin,
+            secretary_of=frozenset(m.community_id for m in self.memberships if m.role == "secretary"),
+            leader_of=frozenset(m.grid_id for m in self.memberships if m.role == "leader" and m.grid_id),
+        )
 
 
 def mention_key(transport: str, word: str) -> tuple[str | None, str | None]:

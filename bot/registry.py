@@ -27,6 +27,7 @@ class Command:
     role_grid: str | None = None
     default: bool = False
     confirm: bool = False
+    confirmable: bool = False
 
     @property
     def name(self) -> str:
@@ -73,18 +74,24 @@ class Registry:
             raise ValueError(f"command /{cmd.name} declared twice")
         subs[cmd.sub] = cmd
         for alias in cmd.aliases:
-            self.aliases[alias] = cmd.group
+            self.aliases[alias.lower()] = cmd.group
 
     def commands(self) -> list[Command]:
         return [cmd for subs in self.groups.values() for cmd in subs.values()]
 
+    def group(self, name: str) -> dict[str | None, Command]:
+        """The commands of `/name`, by name or alias, in any letter case: the one lookup
+        used for running, /help and suggestions."""
+        key = name.lower()
+        return self.groups.get(key) or self.groups.get(self.aliases.get(key, ""), {})
+
     def find(self, name: str, args: str) -> tuple[Command, str] | None:
         """The command for `/name args`, and the arguments left once a sub-command is taken."""
-        group = self.groups.get(name.lower()) or self.groups.get(self.aliases.get(name, ""))
-        if group is None:
+        group = self.group(name)
+        if not group:
             return None
         first, _, rest = args.strip().partition(" ")
-        if first.lower() in group and first:
+        if first and first.lower() in group:
             return group[first.lower()], rest
         for cmd in group.values():
             if cmd.sub is None or cmd.default:
@@ -92,8 +99,12 @@ class Registry:
         return None
 
     def group_usage(self, name: str) -> list[str]:
-        group = self.groups.get(name) or self.groups.get(self.aliases.get(name, ""), {})
-        return [cmd.usage for cmd in group.values()]
+        return [cmd.usage for cmd in self.group(name).values()]
+
+    def names(self) -> dict[str, str]:
+        """Every name and alias a command answers to, with its group's name."""
+        return {**{alias: group for alias, group in self.aliases.items()},
+                **{group: group for group in self.groups}}
 
 
 REGISTRY = Registry()
@@ -108,11 +119,13 @@ def command(
     default: bool = False,
     role_grid: str | None = None,
     confirm: bool = False,
+    confirmable: bool = False,
 ):
     """Declares a command. `name` may hold a sub-command (`"grid add"`); `default` marks the
     sub-command run when none is named; `role_grid` names the argument whose grid the role
     is checked against (for commands that act on a grid other than this chat's); `confirm`
-    asks before running a command that cannot easily be taken back."""
+    asks before running a command that cannot easily be taken back; `confirmable` lets the
+    command itself ask, depending on its arguments (`ctx.confirm(...)`)."""
 
     group, _, sub = name.partition(" ")
 
@@ -129,6 +142,7 @@ def command(
                 role_grid=role_grid,
                 default=default,
                 confirm=confirm,
+                confirmable=confirmable,
             )
         )
         return function

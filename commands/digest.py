@@ -28,9 +28,9 @@ A domain declares a section next to the data it owns:
   Blank lines separate sections (long digests are split there to fit a transport's
   message size), so any blank line inside a section is dropped.
 - Privacy: the values may hold residents' names and temperatures; the template marks them
-  with the `private` filter (`{{ kp.name | private }}`), and the one rule of
-  `Actions.may_show_private(chat)` decides for each chat it is rendered for. A grid
-  chat's part therefore never shows them.
+  with the `private` filter, naming what each is about (`{{ kp.name | private(kp) }}`),
+  and the one rule, `bot.privacy.may_see`, decides for each chat's reader. A grid chat's
+  part therefore never shows them; a direct chat shows them to those who may see them.
 - A section that raises is logged and shown as unavailable; the rest of the digest goes out.
 
 Exactly once: the daily digest of (community, local date) is recorded in `DigestSent` in
@@ -52,6 +52,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot.api import REGISTRY, Actions, Context, JobContext, Role, Where, command, job, on
+from bot.privacy import Viewer
 from bot.registry import DigestSection
 from storage import models
 from storage.queries import community_grid_chats
@@ -177,9 +178,9 @@ async def _section_values(
 
 def _post(actions: Actions, chat: models.Chat, parts: list[GridPart], **header) -> None:
     """Queues the digest for `chat`, each section rendered for that chat's audience."""
-    private = actions.may_show_private(chat)
+    viewer = actions.chat_viewer(chat)  # /digest in a direct chat: its caller
     grids = [
-        {"grid": part.grid, "sections": [_render_section(actions, part.grid, s, v, private)
+        {"grid": part.grid, "sections": [_render_section(actions, part.grid, s, v, viewer)
                                          for s, v in part.sections]}
         for part in parts
     ]
@@ -187,11 +188,12 @@ def _post(actions: Actions, chat: models.Chat, parts: list[GridPart], **header) 
 
 
 def _render_section(
-    actions: Actions, grid: models.Grid, section: DigestSection, values: dict | None, private: bool
+    actions: Actions, grid: models.Grid, section: DigestSection, values: dict | None,
+    viewer: Viewer | None,
 ) -> str:
     if values is None:
-        return actions.render("digest/section_failed", private=private, name=section.name)
-    text = actions.render(section.template, private=private, grid=grid, **values)
+        return actions.render("digest/section_failed", name=section.name)
+    text = actions.render(section.template, viewer=viewer, grid=grid, **values)
     # Blank lines are where a long digest may be split: keep each section in one piece.
     return "\n".join(line for line in text.splitlines() if line.strip())
 

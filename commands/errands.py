@@ -29,6 +29,7 @@ from bot.api import (
     Where,
     command,
     digest_section,
+    hand_back,
     job,
 )
 from storage import models
@@ -167,6 +168,28 @@ async def errands(ctx: Context, which: Which | None = None) -> None:
     ctx.reply("errands/list", which=which, lines=lines, total=total, grid=grid)
 
 
+@hand_back
+async def hand_back_errands(actions: Actions, person: models.Person, grid: models.Grid) -> None:
+    """Errands a person had claimed in a grid they no longer work in open again, announced
+    in the grid's chat as if newly posted."""
+    claimed = (
+        await actions.db.scalars(
+            select(models.Errand)
+            .where(models.Errand.grid_id == grid.id, models.Errand.claimed_by_id == person.id,
+                   models.Errand.state == "claimed")
+            .order_by(models.Errand.number)
+            .with_for_update()
+        )
+    ).all()
+    chats = await grid_chats(actions.db, grid.id) if claimed else []
+    for errand in claimed:
+        _reopen(errand)
+        line = await _describe(actions.db, errand, actions.now)
+        for chat in chats:
+            actions.post(chat, "errands/reopened", **_claimable(actions, errand), line=line,
+                         by=None, left=person.label)
+
+
 # --- the claim window -------------------------------------------------------------------
 
 
@@ -280,7 +303,7 @@ def _reopen(errand: models.Errand) -> None:
 
 def _claimable(actions: Actions, errand: models.Errand) -> dict:
     """The one-tap claim: a button (Telegram), a reaction (Matrix), a text hint elsewhere."""
-    label = actions.render("errands/claim_button", private=False)
+    label = actions.render("errands/claim_button")
     command_text = f"/claim E{errand.number}"
     return {"buttons": [{"label": label, "command": command_text, "emoji": "✋"}],
             "ref": f"E{errand.number}"}

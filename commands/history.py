@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from sqlalchemy import String, cast, or_, select
 
-from bot.api import ArgError, Context, Converter, Role, Where, command
+from bot.api import ArgError, Context, Converter, Reject, Role, Where, command
 from bot.args import Item
 from storage import models
 
@@ -36,6 +36,13 @@ async def history(ctx: Context, item: Annotated[tuple[str, Any], AnyItem()]) -> 
     """The audit trail of one item: who did what, when."""
     prefix, row = item
     ref = f"{prefix}{row.number}"
+    # An item's history is its grid's: shown in that grid's chat, or elsewhere (a direct
+    # chat, the HQ chat) to those who work in that grid or above it.
+    if ctx.chat.grid_id is not None and not ctx.chat.is_direct:
+        if row.grid_id != ctx.chat.grid_id:
+            raise Reject("history/elsewhere", item=ref)
+    elif ctx.role_in(await ctx.db.get(models.Grid, row.grid_id)) < Role.MEMBER:
+        raise Reject("history/elsewhere", item=ref)
     table = ITEMS[prefix][1]
     # Entries that name the item, or (scheduled jobs) changed its row. The JSON is matched as
     # text: the same serialisation is stored on SQLite and PostgreSQL.

@@ -8,6 +8,7 @@ community's secretaries.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -24,19 +25,79 @@ from bot.api import (
     JobContext,
     KeyPersonRef,
     PersonRef,
+    Private,
     Reject,
     Role,
     Text,
     Where,
     command,
     digest_section,
+    hand_back,
     job,
 )
 from storage import models
 from storage.queries import grid_chats, health_team, next_number
 
 FEVER_AT = 37.3  # °C: a temperature at or above this is an alert
-NO_SYMPTOMS = {"ok", "正常", "无", "无症状", "none"}
+
+# How people say "no symptoms" at a check-in: none of these raises an alert.
+NO_SYMPTOMS = {
+    "ok", "正常", "无", "无症状", "没有症状", "无异常", "良好", "好", "很好", "健康", "没有", "没",
+    "无不适", "normal", "fine", "good", "none", "no", "nil", "-", "—", "/",
+}
+# Symptom words, zh and en, to one name each (shown in the community's language).
+SYMPTOMS = {
+    "cough": ("咳嗽", "cough", {"咳嗽", "咳", "干咳", "cough", "coughing"}),
+    "fever": ("发热", "fever", {"发热", "发烧", "高烧", "低烧", "fever", "feverish"}),
+    "fatigue": ("乏力", "fatigue", {"乏力", "疲劳", "无力", "疲倦", "fatigue", "tired", "weak"}),
+    "headache": ("头痛", "headache", {"头痛", "头疼", "headache"}),
+    "diarrhoea": ("腹泻", "diarrhoea", {"腹泻", "拉肚子", "diarrhoea", "diarrhea"}),
+    "sore-throat": ("咽痛", "sore throat", {"咽痛", "嗓子疼", "喉咙痛", "咽喉痛", "sore-throat"}),
+    "smell-taste": ("嗅觉/味觉减退", "loss of smell or taste",
+                    {"嗅觉减退", "味觉减退", "嗅觉丧失", "味觉丧失", "嗅觉/味觉减退", "anosmia"}),
+    "breath": ("气短", "shortness of breath", {"气短", "呼吸困难", "胸闷", "breathless"}),
+    "nose": ("流涕", "runny nose", {"流涕", "流鼻涕", "鼻塞", "runny-nose"}),
+    "aches": ("肌肉酸痛", "aches", {"肌肉酸痛", "全身酸痛", "酸痛", "aches"}),
+    "nausea": ("恶心", "nausea", {"恶心", "呕吐", "nausea", "vomiting"}),
+    "chills": ("畏寒", "chills", {"畏寒", "发冷", "chills"}),
+}
+_SYMPTOM_WORDS = {word: key for key, (_, _, words) in SYMPTOMS.items() for word in words}
+_SEPARATORS = re.compile(r"[\s,，、;；。]+")
+
+
+@dataclass
+class Symptoms:
+    """What a check-in's words say: symptoms recognised, and words stored as written."""
+
+    known: list[str]
+    unknown: list[str]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.known or self.unknown)
+
+    def text(self, lang: str) -> str:
+        names = [SYMPTOMS[key][0 if lang == "zh" else 1] for key in self.known]
+        return ("、" if lang == "zh" else ", ").join(names + self.unknown)
+
+
+def read_symptoms(text: str) -> Symptoms:
+    """Reads a check-in's free text with the fixed vocabulary: "no symptoms" words count as
+    none; symptom words are recognised in Chinese or English; any other word is kept as
+    written and counts as a symptom (the reply says so), since a missed symptom costs more
+    than a needless alert."""
+    known: list[str] = []
+    unknown: list[str] = []
+    for word in _SEPARATORS.split(text.strip()):
+        key = word.lower()
+        if not key or key in NO_SYMPTOMS:
+            continue
+        if key in _SYMPTOM_WORDS:
+            if _SYMPTOM_WORDS[key] not in known:
+                known.append(_SYMPTOM_WORDS[key])
+        elif word not in unknown:
+            unknown.append(word)
+    return Symptoms(known, unknown)
 
 Reason = Annotated[
     str,
@@ -140,7 +201,7 @@ async def alert_health_team(
 async def watch_add(
     ctx: Context,
     household: HouseholdRef,
-    name: str,
+    name: Annotated[str, Private()],
     reason: Reason,
     *,
     until: Date | None = None,
@@ -223,7 +284,12 @@ async def watch_list(ctx: Context) -> None:
 
 
 @command("checkin", role=Role.MEMBER, where=Where.COMMUNITY, aliases=("随访",))
-async def checkin(ctx: Context, kp: KeyPersonRef, temp: Celsius, symptoms: Text = "") -> None:
+async def checkin(
+    ctx: Context,
+    kp: KeyPersonRef,
+    temp: Annotated[Celsius, Private()],
+    symptoms: Annotated[Text, Private()] = "",
+) -> None:
     """Daily follow-up of a key person; 37.3 °C or more, or a symptom, raises an alert."""
     if kp.ended_at is not None:
         raise Reject("keypersons/ended", kp=kp)
@@ -231,13 +297,13 @@ async def checkin(ctx: Context, kp: KeyPersonRef, temp: Celsius, symptoms: Text 
     watcher = await ctx.db.get(models.Person, kp.watcher_id) if kp.watcher_id else None
     # The one value-dependent rule: the watcher, or a leader of the key person's grid.
     if kp.watcher_id != ctx.person.id and (
-        await ctx.app.people.role(ctx.db, ctx.person, ctx.community, grid) < Role.LEADER
+        ctx.role_in(grid) < Role.LEADER
     ):
         raise Reject("keypersons/not_watcher", kp=kp, watcher=watcher.label if watcher else None)
-    symptoms = "" if symptoms.strip().lower() in NO_SYMPTOMS else symptoms.strip()
+    read = read_symptoms(symptoms)
     row = models.CheckIn(
-        key_person_id=kp.id, temperature=temp, symptoms=symptoms,
-        alert=temp >= FEVER_AT or bool(symptoms), by_id=ctx.person.id, at=ctx.now,
+        key_person_id=kp.id, temperature=temp, symptoms=read.text(ctx.lang),
+        alert=temp >= FEVER_AT or read.any, by_id=ctx.person.id, at=ctx.now,
     )
     ctx.db.add(row)
     household = await ctx.db.get(models.Household, kp.household_id)
@@ -250,7 +316,7 @@ async def checkin(ctx: Context, kp: KeyPersonRef, temp: Celsius, symptoms: Text 
         )
     ctx.reply(
         "keypersons/checked_in", kp=kp, household=household.code, checkin=row, told=told,
-        next_due=ctx.now + timedelta(minutes=ctx.community.followup_minutes),
+        unknown=read.unknown, next_due=ctx.now + timedelta(minutes=ctx.community.followup_minutes),
     )
 
 
@@ -270,6 +336,32 @@ async def _active_here(ctx: Context, kp: models.KeyPerson) -> models.Grid:
     if ctx.grid is not None and grid.id != ctx.grid.id:
         raise Reject("keypersons/elsewhere", kp=kp, grid=grid)
     return grid
+
+
+@hand_back
+async def hand_back_key_persons(actions: Actions, person: models.Person, grid: models.Grid) -> None:
+    """Key persons watched by someone who no longer works in the grid go back to its
+    leaders, who are told by direct message to assign a new watcher; nothing about them
+    reaches the former watcher any more."""
+    watched = (
+        await actions.db.scalars(
+            select(models.KeyPerson)
+            .where(models.KeyPerson.grid_id == grid.id, models.KeyPerson.watcher_id == person.id,
+                   models.KeyPerson.ended_at.is_(None))
+            .order_by(models.KeyPerson.number)
+        )
+    ).all()
+    if not watched:
+        return
+    team = [p for p in await health_team(actions.db, grid) if p.id != person.id]
+    chats = await grid_chats(actions.db, grid.id)
+    for kp in watched:
+        kp.watcher_id = None
+        kp.last_reminded_at = None
+        household = await actions.db.get(models.Household, kp.household_id)
+        for leader in team:
+            actions.tell(leader, "keypersons/no_watcher", origin=chats[0] if chats else None,
+                         kp=kp, household=household.code, grid=grid, former=person.label)
 
 
 # --- the overdue sweep ------------------------------------------------------------------

@@ -6,7 +6,19 @@ from typing import Annotated
 
 from sqlalchemy import delete, func, select
 
-from bot.api import Choice, Context, Flag, Reject, Role, Text, Where, command
+from bot.api import (
+    REGISTRY,
+    ArgError,
+    Choice,
+    Context,
+    Converter,
+    Flag,
+    Reject,
+    Role,
+    Text,
+    Where,
+    command,
+)
 from storage import models
 from storage.queries import shift_hours
 
@@ -89,30 +101,68 @@ async def me(ctx: Context) -> None:
     ctx.reply(
         "members/me", person=person.label, role=ctx.role.key, grid=ctx.grid,
         membership=membership, shifts=shifts, errands=errands, watched=watched, hours=hours,
+        community=community, others=[c for c in ctx.communities if c.id != community.id],
     )
 
 
 @command("leave", role=Role.MEMBER, where=Where.GRID, aliases=("退出",))
 async def leave(ctx: Context) -> None:
-    """Leave this grid."""
+    """Leave this grid: your claimed errands reopen, your key persons go back to the leaders."""
     grid = ctx.require_grid()
     membership = await _membership(ctx, grid)
     if membership is None:
         raise Reject("members/not_member", grid=grid)
     await ctx.db.execute(delete(models.Membership).where(models.Membership.id == membership.id))
+    handed = await hand_back_work(ctx, ctx.person, grid)
+    ctx.reply("members/left", person=ctx.person.label, grid=grid, **handed)
+
+
+async def hand_back_work(ctx: Context, person: models.Person, grid: models.Grid) -> dict[str, int]:
+    """Hands a person's work in a grid back (every domain's `@hand_back`), once they no
+    longer work there; returns what was handed back, counted, for the reply."""
     claimed = await ctx.db.scalar(
         select(func.count()).select_from(models.Errand).where(
-            models.Errand.grid_id == grid.id, models.Errand.claimed_by_id == ctx.person.id,
+            models.Errand.grid_id == grid.id, models.Errand.claimed_by_id == person.id,
             models.Errand.state == "claimed",
         )
     )
     watching = await ctx.db.scalar(
         select(func.count()).select_from(models.KeyPerson).where(
-            models.KeyPerson.grid_id == grid.id, models.KeyPerson.watcher_id == ctx.person.id,
+            models.KeyPerson.grid_id == grid.id, models.KeyPerson.watcher_id == person.id,
             models.KeyPerson.ended_at.is_(None),
         )
     )
-    ctx.reply("members/left", person=ctx.person.label, grid=grid, claimed=claimed, watching=watching)
+    for hand_back in REGISTRY.hand_backs:
+        await hand_back(ctx, person, grid)
+    return {"claimed": claimed or 0, "watching": watching or 0}
+
+
+class MyCommunity(Converter):
+    """One of the caller's communities, by name (or the start of it) or number."""
+
+    placeholder = "community"
+
+    async def convert(self, ctx: Context, word: str) -> models.Community:
+        ids = ctx.standing.communities()
+        mine = list(
+            await ctx.db.scalars(select(models.Community).where(models.Community.id.in_(ids)))
+        )
+        key = word.strip().lower()
+        found = (
+            [c for c in mine if c.name.lower() == key or str(c.id) == key]
+            or [c for c in mine if c.name.lower().startswith(key)]
+        )
+        if len(found) != 1:
+            raise ArgError("community", word=word, names=[c.name for c in mine])
+        return found[0]
+
+
+@command("use", role=Role.RESIDENT, where=Where.DIRECT, aliases=("切换社区",))
+async def use(ctx: Context, community: Annotated[models.Community, MyCommunity()]) -> None:
+    """For a person in several communities: which one this direct chat acts in."""
+    ctx.person.current_community_id = community.id
+    ctx.community = community
+    ctx.reply("members/using", community=community)
 
 
 async def _membership(ctx: Context, grid: models.Grid) -> models.Membership | None:

@@ -23,14 +23,15 @@ from bot.api import (
     Choice,
     Context,
     Converter,
+    ExistingHousehold,
     HouseholdRef,
     Int,
+    Private,
     Reject,
     Role,
     Text,
     Where,
     command,
-    convert,
     digest_section,
 )
 from commands.keypersons import FEVER_AT, alert_health_team, follow_ups
@@ -64,23 +65,17 @@ class Plate(Converter):
         return word.upper()
 
 
-class HouseholdIfCode(Converter):
+class HouseholdIfCode(ExistingHousehold):
     """An optional household before free text: a word that is no household code belongs to
     the note, but a code that is not in the register is an error, not part of the note."""
 
-    placeholder = "household"
+    def recognises(self, word: str) -> bool:
+        return normalise_household(word) is not None
 
     async def convert(self, ctx: Context, word: str) -> models.Household:
-        if normalise_household(word) is None:
+        if not self.recognises(word):
             raise ArgError("household_code", word=word)
-        try:
-            return await convert(ctx, HouseholdRef, word)
-        except ArgError as error:
-            raise Reject(
-                "core/usage",
-                problem=ctx.render("args/" + error.template, private=False, **error.values),
-                usages=[ctx.command.usage],
-            ) from None
+        return await super().convert(ctx, word)
 
 
 def is_fever(status: str, temperature: float | None) -> bool:
@@ -176,14 +171,19 @@ def _start_of_today(ctx: Context) -> datetime:
 async def screen(
     ctx: Context,
     household: HouseholdRef,
-    status: Status,
+    status: Annotated[Status, Private(lambda status: status == "fever")],
     note: Text = "",
     *,
     people: Int | None = None,
-    temp: Celsius | None = None,
+    temp: Annotated[Celsius, Private()] | None = None,
 ) -> None:
     """Log a household visit in the current round; a fever alerts the leaders."""
     grid = await _check_grid(ctx, household)
+    # A fever temperature under another status is recorded as the fever it is, and said so:
+    # never "ok" in the record and "fever" in the alert.
+    corrected = status != "fever" and is_fever(status, temp)
+    if corrected:
+        status = "fever"
     again = await ctx.db.scalar(
         select(func.count()).select_from(models.Screening).where(
             models.Screening.household_id == household.id,
@@ -206,7 +206,7 @@ async def screen(
         )
     ctx.reply(
         "screening/screened", household=household.code, status=status, people=people,
-        again=bool(again), fever=fever, told=told, coverage=await grid_coverage(ctx.db, grid),
+        again=bool(again), corrected=corrected, fever=fever, told=told, coverage=await grid_coverage(ctx.db, grid),
     )
 
 

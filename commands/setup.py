@@ -15,12 +15,14 @@ from bot.api import (
     Clock,
     Context,
     Converter,
-    GridRef,
+    ExistingGrid,
+    GridCode,
     HouseholdCode,
     Int,
     Interval,
     NewGridCode,
     PersonRef,
+    Refused,
     Reject,
     Role,
     Text,
@@ -29,6 +31,7 @@ from bot.api import (
     command,
     convert,
 )
+from commands.members import hand_back_work
 from storage import models
 from storage.households import building_of, normalise_household, pattern_codes
 from storage.queries import grid_summaries
@@ -72,14 +75,41 @@ async def grid_add(ctx: Context, code: NewGridCode, name: Text) -> None:
     ctx.reply("setup/grid_added", code=code, name=name)
 
 
-@command("grid link", role=Role.LEADER, where=Where.GROUP, role_grid="grid")
-async def grid_link(ctx: Context, grid: GridRef) -> None:
-    """Bind this chat to a grid."""
+class LinkableGrid(ExistingGrid):
+    """A grid code typed in a chat not linked yet: a grid of the caller's community, or of
+    whichever of their communities has that code when they work in several."""
+
+    async def convert(self, ctx: Context, word: str) -> models.Grid:
+        if ctx.community is not None or not ctx.communities:
+            return await super().convert(ctx, word)
+        code = await GridCode().convert(ctx, word)
+        found = (await ctx.db.execute(
+            select(models.Grid, models.Community)
+            .join(models.Community, models.Community.id == models.Grid.community_id)
+            .where(models.Grid.code == code,
+                   models.Grid.community_id.in_([c.id for c in ctx.communities]))
+        )).all()
+        if len(found) != 1:
+            raise Reject("core/which_community", communities=ctx.communities)
+        grid, ctx.community = found[0]
+        return grid
+
+
+@command("grid link", role=Role.LEADER, where=Where.GROUP, role_grid="grid", confirmable=True)
+async def grid_link(ctx: Context, grid: Annotated[models.Grid, LinkableGrid()]) -> None:
+    """Bind this chat to a grid (moving it from another grid needs the secretary)."""
     community = ctx.require_community()
     if ctx.chat.id == community.hq_chat_id:
         raise Reject("setup/hq_not_grid")
     if ctx.chat.community_id not in (None, community.id):
         raise Reject("setup/chat_taken")
+    if ctx.chat.grid_id not in (None, grid.id):
+        # A linked chat is not taken over: only a secretary moves it, after a question
+        # that names both grids.
+        current = await ctx.db.get(models.Grid, ctx.chat.grid_id)
+        if ctx.role_in(None) < Role.SECRETARY:
+            raise Refused(Role.SECRETARY)
+        ctx.confirm("setup/relink_confirm", current=current, grid=grid)
     ctx.chat.community_id = community.id
     ctx.chat.grid_id = grid.id
     ctx.grid = grid
@@ -230,15 +260,13 @@ async def _add_households(ctx: Context, codes: list[str], bad_rows: list[int] | 
 async def role(
     ctx: Context, person: PersonRef, role: Literal["secretary", "leader", "member", "none"]
 ) -> None:
-    """Give someone a role: secretary in the HQ chat; leader, member or none in a grid chat."""
+    """Give or take a role: secretary (or none) in the HQ chat; leader, member or none in a
+    grid chat. Taken away, it counts at once."""
     community = ctx.require_community()
-    if role in ("secretary", "leader") and ctx.role < Role.SECRETARY:
-        raise ctx.fail("core/refused", role="secretary", where=None, command="role", no_admins=False)
-    grid = None if role == "secretary" else ctx.grid
-    if role != "secretary" and grid is None:
+    in_hq = ctx.chat.id == community.hq_chat_id
+    grid = None if role == "secretary" or (role == "none" and in_hq) else ctx.grid
+    if grid is None and (role in ("leader", "member") or not in_hq):
         raise Reject("setup/role_needs_grid")
-    if role == "none" and person.id == ctx.person.id and ctx.role >= Role.SECRETARY and grid is None:
-        raise Reject("setup/role_self")
     current = await ctx.db.scalar(
         select(models.Membership).where(
             models.Membership.community_id == community.id,
@@ -246,20 +274,56 @@ async def role(
             models.Membership.grid_id.is_(None) if grid is None else models.Membership.grid_id == grid.id,
         )
     )
-    if role == "none":
+    # A leader sets members of their own grid; leaders and secretaries are the secretary's.
+    touches_leaders = role in ("secretary", "leader") or grid is None or (
+        current is not None and current.role == "leader"
+    )
+    if touches_leaders and ctx.role < Role.SECRETARY:
+        raise Refused(Role.SECRETARY)
+    if role != "none":
         if current is None:
-            raise Reject("setup/role_nothing", person=person.label)
-        await ctx.db.execute(delete(models.Membership).where(models.Membership.id == current.id))
-        ctx.reply("setup/role_removed", person=person.label, grid=grid)
+            ctx.db.add(models.Membership(
+                community_id=community.id, grid_id=grid.id if grid else None,
+                person_id=person.id, role=role, created_at=ctx.now,
+            ))
+        else:
+            current.role = role
+        ctx.reply("setup/role_set", person=person.label, role=role, grid=grid, community=community)
         return
+    if ctx.app.people.is_admin(person):
+        raise Reject("setup/role_admin", person=person.label)
     if current is None:
-        ctx.db.add(models.Membership(
-            community_id=community.id, grid_id=grid.id if grid else None, person_id=person.id,
-            role=role, created_at=ctx.now,
-        ))
-    else:
-        current.role = role
-    ctx.reply("setup/role_set", person=person.label, role=role, grid=grid, community=community)
+        raise Reject("setup/role_nothing", person=person.label, grid=grid)
+    if grid is None and person.id == ctx.person.id:
+        raise Reject("setup/role_self")
+    if grid is None and await _secretaries(ctx, community) <= 1:
+        raise Reject("setup/last_secretary", person=person.label)
+    await ctx.db.execute(delete(models.Membership).where(models.Membership.id == current.id))
+    handed = {"claimed": 0, "watching": 0}
+    for lost in [grid] if grid else await _grids_without_role(ctx, community, person):
+        for key, count in (await hand_back_work(ctx, person, lost)).items():
+            handed[key] += count
+    ctx.reply("setup/role_removed", person=person.label, grid=grid, **handed)
+
+
+async def _secretaries(ctx: Context, community: models.Community) -> int:
+    return int(await ctx.db.scalar(
+        select(func.count()).select_from(models.Membership).where(
+            models.Membership.community_id == community.id, models.Membership.role == "secretary"
+        )
+    ) or 0)
+
+
+async def _grids_without_role(
+    ctx: Context, community: models.Community, person: models.Person
+) -> list[models.Grid]:
+    """The community's grids where the person holds no role (any more)."""
+    kept = select(models.Membership.grid_id).where(
+        models.Membership.person_id == person.id, models.Membership.grid_id.is_not(None)
+    )
+    return list(await ctx.db.scalars(
+        select(models.Grid).where(models.Grid.community_id == community.id, models.Grid.id.not_in(kept))
+    ))
 
 
 @command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",))

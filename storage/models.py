@@ -57,6 +57,8 @@ class Person(Base):
     display_name: Mapped[str] = mapped_column(String(255), default="")
     # The transport's direct chat with this person, once known (Telegram: after /start).
     dm_chat: Mapped[str | None] = mapped_column(String(255))
+    # For a person in several communities: the one their direct-chat commands act in (/use).
+    current_community_id: Mapped[int | None] = mapped_column(ForeignKey("communities.id"))
     created_at: Mapped[datetime]
 
     @property
@@ -517,7 +519,8 @@ class Lease(Base):
 
 
 class KeyValue(Base):
-    """Small pieces of transport state (e.g. the Matrix sync token), saved after handling."""
+    """Small pieces of state: a transport's (e.g. the Matrix sync token, saved after
+    handling), or when a person was last reminded of something (`hint:…`)."""
 
     __tablename__ = "key_values"
 

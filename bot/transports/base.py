@@ -55,6 +55,7 @@ class Capabilities:
     files: bool = False
     edit: bool = False
     pin: bool = False
+    delete: bool = False  # may remove a person's message from a group (given the rights)
     max_length: int = 65_536
 
 
@@ -129,6 +130,10 @@ class Transport(Protocol):
     async def send(self, chat: str, message: Outgoing) -> Sent: ...
 
     async def send_direct(self, user: str, dm_chat: str | None, message: Outgoing) -> Sent: ...
+
+    async def delete(self, chat: str, message_id: str) -> bool:
+        """Removes a person's message from a group; False where the bot has no right to."""
+        ...
 
 
 def split_text(text: str, limit: int) -> list[str]:

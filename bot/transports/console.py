@@ -162,6 +162,9 @@ class ConsoleTransport:
         self._print(chat, message)
         return Sent(chat=chat)
 
+    async def delete(self, chat: str, message_id: str) -> bool:
+        return False  # what was typed in a terminal stays on its screen
+
     def _print(self, chat: str, message: Outgoing) -> None:
         if message.text:
             self.stdout.write(f"[{chat}]\n{message.text}\n\n")

@@ -83,7 +83,9 @@ class Unavailable(Exception):
 
 class MatrixTransport:
     name = "matrix"
-    capabilities = Capabilities(reactions=True, files=True, edit=True, pin=True, max_length=MAX_LENGTH)
+    capabilities = Capabilities(
+        reactions=True, files=True, edit=True, pin=True, delete=True, max_length=MAX_LENGTH
+    )
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -414,6 +416,15 @@ class MatrixTransport:
 
     async def send_direct(self, user: str, dm_chat: str | None, message: Outgoing) -> Sent:
         return await self.send(await self._direct_room(user, dm_chat), message)
+
+    async def delete(self, chat: str, message_id: str) -> bool:
+        """Redacts a person's event; needs a power level that allows redaction."""
+        try:
+            await self._call(self.client.room_redact, chat, message_id, reason="private details")
+        except CannotDeliver as error:
+            log.info("could not redact %s in %s: %s", message_id, chat, error)
+            return False
+        return True
 
     async def _reply_relation(self, chat: str, event_id: str) -> dict[str, Any]:
         """A reply to the event; in its thread if it was said in one."""

@@ -56,9 +56,10 @@ from telegram.ext import (
     filters,
 )
 
+from bot.access import Place, Seat, allowed
 from bot.config import Config, ConfigError
 from bot.registry import REGISTRY, Command
-from bot.roles import Role, Where
+from bot.roles import Role
 from bot.transports.base import (
     Attachment,
     Budget,
@@ -97,7 +98,12 @@ FIRST_BACKOFF = 0.5  # seconds; doubled after each failure
 # Commands start with a slash, ASCII or full-width. A MessageHandler, not a CommandHandler:
 # the latter refuses non-ASCII names such as the Chinese aliases.
 COMMAND_TEXT = filters.Regex(r"^\s*[/／]") | filters.CaptionRegex(r"^\s*[/／]")
-PRIVATE_WHERES = (Where.ANY, Where.DIRECT, Where.COMMUNITY)  # usable in a private chat
+# The seats the menus are for (the access rule's dry run, bot/access.py): a member in a grid
+# chat, a member in a private chat, an admin in a private chat or a group.
+GROUP_MEMBER = Seat(role=Role.MEMBER, place=Place.GRID, community=True)
+PRIVATE_MEMBER = Seat(role=Role.MEMBER, place=Place.DIRECT, community=True)
+PRIVATE_ADMIN = Seat(role=Role.ADMIN, place=Place.DIRECT, community=True)
+GROUP_ADMIN = Seat(role=Role.ADMIN, place=Place.GROUP, community=True)
 
 
 class HandOffQueue(asyncio.Queue):
@@ -197,7 +203,9 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
 
 class TelegramTransport:
     name = "telegram"
-    capabilities = Capabilities(buttons=True, files=True, pin=True, max_length=MAX_LENGTH)
+    capabilities = Capabilities(
+        buttons=True, files=True, pin=True, delete=True, max_length=MAX_LENGTH
+    )
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -358,6 +366,15 @@ class TelegramTransport:
             raise CannotDeliver("this person has never written on Telegram")
         return await self._deliver(chat, message)
 
+    async def delete(self, chat: str, message_id: str) -> bool:
+        """Removes a person's message; needs the bot to be a group admin with the right to
+        delete messages (Telegram answers 400 otherwise)."""
+        try:
+            return bool(await self.ptb.bot.delete_message(int(chat), int(message_id)))
+        except TelegramError as error:
+            log.info("could not delete message %s in %s: %s", message_id, chat, error)
+            return False
+
     async def _deliver(self, chat: str, message: Outgoing) -> Sent:
         """Sends the text (in parts if long) and the file; buttons go on the last message."""
         keyboard, hints = _keyboard(message.buttons)
@@ -410,11 +427,13 @@ class TelegramTransport:
         summaries = app.renderer.summaries(self.config.lang)
         menus: list[tuple[BotCommandScope, list[BotCommand]]] = [
             (BotCommandScopeAllGroupChats(),
-             _menu(summaries, lambda c: c.role < Role.ADMIN and c.where != Where.DIRECT)),
+             _menu(summaries, lambda c: allowed(c, GROUP_MEMBER))),
             (BotCommandScopeAllPrivateChats(),
-             _menu(summaries, lambda c: c.role < Role.ADMIN and c.where in PRIVATE_WHERES)),
+             _menu(summaries, lambda c: allowed(c, PRIVATE_MEMBER))),
         ]
-        admin_menu = _menu(summaries, lambda c: c.where in PRIVATE_WHERES or c.role == Role.ADMIN)
+        admin_menu = _menu(
+            summaries, lambda c: allowed(c, PRIVATE_ADMIN) or allowed(c, GROUP_ADMIN)
+        )
         menus += [
             (BotCommandScopeChat(int(admin)), admin_menu)
             for admin in self.config.admins

@@ -56,5 +56,5 @@ async def test_announce_is_refused_to_others_and_outside_the_hq_chat(community):
     out = await community.say(":as lead", ":in hq", "/announce 通知")
     assert out.texts() == ["/announce 需要「社区书记」或以上角色。"]
     out = await community.say(":as admin", ":in g1chat", "/announce 通知")
-    assert out.texts() == ["/announce 只能在社区指挥部群聊中使用。"]
+    assert out.texts() == ["/announce 请在社区指挥部群中使用。"]
     assert await announcements(community) == []

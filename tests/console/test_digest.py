@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
@@ -73,12 +74,13 @@ def sections(monkeypatch):
 
 async def residents(actions, grid, since, until) -> dict:
     """g2 is the more urgent grid; each grid shows a private name and temperature."""
+    about = SimpleNamespace(community_id=grid.community_id, grid_id=grid.id, watcher_id=None)
     return {"urgency": 5 if grid.code == "g2" else 1, "name": NAME, "temp": TEMPERATURE,
-            "hours": (until - since) / timedelta(hours=1)}
+            "hours": (until - since) / timedelta(hours=1), "about": about}
 
 
 # A blank line inside a section must not survive (it would be a split point).
-RESIDENTS = "测试居民 {{ grid.code }}\n\n{{ name | private }} {{ temp | private }} {{ hours | num }}h\n"
+RESIDENTS = "测试居民 {{ grid.code }}\n\n{{ name | private(about) }} {{ temp | private(about) }} {{ hours | num }}h\n"
 
 
 async def quiet(actions, grid, since, until) -> dict:

@@ -185,13 +185,13 @@ async def test_bad_input_gets_clear_replies_and_changes_nothing(community):
 async def test_refusals_by_role_and_place(community):
     await post_errand(community)
     out = await community.say("/claim E1")  # zhang is a resident
-    assert "/claim 需要「网格员」或以上角色" in out.text("g1chat")
+    assert "/claim 需要先报到成为网格员：请在本群发送 /join" in out.text("g1chat")
     out = await community.say("/done E1")
-    assert "需要「网格员」" in out.text("g1chat")
+    assert "需要先报到成为网格员" in out.text("g1chat")
     out = await community.say(":in hq", "/errand 买菜")
-    assert "只能在已绑定网格的群聊中使用" in out.text("hq")
+    assert "请在你所在网格的群聊中使用" in out.text("hq")
     out = await community.say(":as wang", ":dm", "/claim E1")
-    assert "只能在已绑定网格的群聊中使用" in out.text("dm:wang")
+    assert "请在你所在网格的群聊中使用" in out.text("dm:wang")
     # An errand of grid g2 is handled in g2's chat, not by g1's members.
     out = await community.say(":as zhao", ":in g2chat", "/errand 买奶粉",
                               ":as lead", ":in g1chat", "/claim E2", "/cancel E2")
@@ -258,7 +258,7 @@ async def render_digest(bot, grid_code: str, lang: str = "zh") -> tuple[dict, st
         grid = await db.scalar(select(models.Grid).where(models.Grid.code == grid_code))
         jc = JobContext(app=bot.app, db=db, now=bot.app.clock.now(), community=community)
         values = await section.function(jc, grid, jc.now - timedelta(days=1), jc.now)
-        text = jc.render(section.template, private=False, **values)
+        text = jc.render(section.template, **values)
         await db.rollback()
     return values, text
 

@@ -34,7 +34,7 @@ async def test_history_bad_input_and_refusal(community):
     out = await community.say("/history E9")
     assert "没有 E9" in out.text()
     out = await community.say(":as stranger", "/history E1")
-    assert "需要「网格员」" in out.text()
+    assert "需要先报到成为网格员" in out.text()
 
 
 async def test_history_on_postgresql(tmp_path, postgres_url):

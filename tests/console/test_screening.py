@@ -63,21 +63,25 @@ async def test_a_fever_screening_alerts_leaders_and_secretary_by_direct_message(
     bot = community
     await bot.say(":as admin", ":in g2chat", "/role @zhou leader")  # another grid's leader
     out = await bot.say(":as wang", ":in g1chat", "/screen 3-1-102 fever people=2 temp=38.4 张三发烧")
-    assert sorted(out.chats()) == ["dm:admin", "dm:lead", "g1chat"]
+    # dm:wang: a temperature typed in the group, so wang is asked to use a direct chat.
+    assert sorted(out.chats()) == ["dm:admin", "dm:lead", "dm:wang", "g1chat"]
+    assert "私聊" in out.text("dm:wang") and "38.4" not in out.text("dm:wang")
     for dm in ("dm:admin", "dm:lead"):
         assert "3-1-102" in out.text(dm) and "38.4" in out.text(dm) and "@wang" in out.text(dm)
     assert "3-1-102" in out.text("g1chat") and "发热" in out.text("g1chat")
     assert "38.4" not in out.text("g1chat")
 
     out = await bot.say("/screen 3-1-201 ok temp=37.6")  # a high temperature is a fever too
-    assert sorted(out.chats()) == ["dm:admin", "dm:lead", "g1chat"]
+    assert sorted(out.chats()) == ["dm:admin", "dm:lead", "g1chat"]  # wang was asked today
+    assert "已按发热记录" in out.text("g1chat")  # never "ok" in the record and "fever" alerted
     assert "37.6" in out.text("dm:lead")
 
     out = await bot.say("/screen 3-1-202 ok temp=36.6")
     assert out.chats() == ["g1chat"]
 
     out = await bot.say(":as lead", "/screen 3-1-301 fever")  # who reports is not told again
-    assert sorted(out.chats()) == ["dm:admin", "g1chat"]
+    assert sorted(out.chats()) == ["dm:admin", "dm:lead", "g1chat"]  # dm:lead: use a DM
+    assert "私聊" in out.text("dm:lead") and "3-1-301" not in out.text("dm:lead")
 
     assert "38.4" not in group_output(bot) and "37.6" not in group_output(bot)
     assert "张三" not in group_output(bot)
@@ -91,7 +95,7 @@ async def test_bad_screenings_are_explained_and_nothing_is_stored(community):
     out = await bot.say("/screen 3-1-101 ok temp=45")
     assert "34–43" in out.text() and USAGE in out.text()
     out = await bot.say("/screen 3-1-101 sick")
-    assert "sick" in out.text() and USAGE in out.text()
+    assert "sick" not in out.text() and "无效" in out.text() and USAGE in out.text()
     out = await bot.say("/screen 3-1-101")
     assert USAGE in out.text()
     out = await bot.say("/screen 7-1-101 ok")
@@ -103,11 +107,11 @@ async def test_bad_screenings_are_explained_and_nothing_is_stored(community):
 async def test_screening_needs_a_member_in_a_grid_chat_and_rounds_a_leader(community):
     bot = community
     out = await bot.say(":as zhao", ":in g1chat", "/screen 3-1-101 ok")
-    assert "需要「网格员」" in out.text()
+    assert "需要先报到成为网格员" in out.text()
     out = await bot.say(":as wang", "/round new")
     assert "需要「网格长」" in out.text()
     out = await bot.say(":in hq", "/screen 3-1-101 ok")
-    assert "只能在" in out.text()
+    assert "请在你所在网格的群聊中使用" in out.text()
     out = await bot.say(":as lead", ":in g1chat", "/round")
     assert "/round new" in out.text()
 
@@ -143,7 +147,7 @@ async def test_visitor_and_vehicle_logs_count_the_day(community):
     out = await bot.say(":wait 24h", "/vehicle 蒙A12345")
     assert "1 辆次" in out.text()
     out = await bot.say(":as zhao", "/visitor 3-1-101")
-    assert "需要「网格员」" in out.text()
+    assert "需要先报到成为网格员" in out.text()
 
 
 async def test_digest_sections_show_coverage_fevers_visitors_and_vehicles(community):

@@ -184,7 +184,7 @@ async def test_an_errand_claimed_by_button_and_a_direct_message_before_and_after
         botapi.user_presses(LI, posted, "/claim E1")
         await handled(botapi)
         [refused] = botapi.sent()[-1:]
-        assert refused["chat_id"] == G1 and "需要「网格员」或以上角色" in refused["text"]
+        assert refused["chat_id"] == G1 and "需要先报到成为网格员" in refused["text"]
 
         before = len(botapi.sent())
         botapi.user_presses(WANG, posted, "/claim E1")
@@ -247,8 +247,12 @@ async def test_command_menus_per_scope(botapi: FakeBotAPI, tmp_path: Path) -> No
         admin = menu({"type": "chat", "chat_id": ADMIN})
     assert botapi.commands() == []  # the default scope is left alone
     assert groups["join"] == "向本网格报到，登记类别、党员身份和工作单位"
-    assert groups["grid"] == "add, link, list" and private["grid"] == "add, list"
-    assert "household" in groups and "household" not in private  # grid chats only
+    # The menus are the access rule's dry run for a member (bot/access.py): in a group,
+    # what a member may use in a grid chat; in a private chat, what works there.
+    assert groups["grid"] == "list: 各网格的住户、成员和排查覆盖率"
+    assert "household" not in groups and "household" not in private  # leaders only
+    assert "screen" in groups and "screen" not in private  # grid chats only
+    assert "watch" in private  # works in a direct chat
     # /community is for the bot's admins: only in their own private chat's menu.
     assert "community" not in groups and "community" not in private
     assert admin["community"] == "创建社区；本群成为指挥部群，你成为社区书记"

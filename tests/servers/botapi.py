@@ -573,6 +573,9 @@ class FakeBotAPI:
         self._answered: list[JSON] = []
         self._commands: dict[tuple[str, str], list[JSON]] = {}
         self._pinned: dict[int, int] = {}
+        # Groups where the bot is an admin with the "delete messages" right.
+        self._may_delete: set[int] = set()
+        self.deleted: list[tuple[int, int]] = []
         self._webhook_url = ""
         self._faults: defaultdict[str, deque[ApiError]] = defaultdict(deque)
         self._calls: list[Call] = []
@@ -596,6 +599,7 @@ class FakeBotAPI:
             "sendDocument": self._send_document,
             "getFile": self._get_file,
             "pinChatMessage": self._pin_chat_message,
+            "deleteMessage": self._delete_message,
             "sendChatAction": self._send_chat_action,
         }
         # Bot API method names are case-insensitive.
@@ -808,6 +812,10 @@ class FakeBotAPI:
     def command_scopes(self) -> list[tuple[JSON, str]]:
         """Every (scope, language_code) that has commands set."""
         return [(json.loads(scope), language) for scope, language in self._commands]
+
+    def grant_delete(self, chat_id: int) -> None:
+        """Makes the bot an admin of ``chat_id`` with the right to delete messages."""
+        self._may_delete.add(chat_id)
 
     def pinned(self, chat_id: int) -> int | None:
         """The id of the message the bot pinned last in ``chat_id``."""
@@ -1266,6 +1274,17 @@ class FakeBotAPI:
         if (chat["id"], message_id) not in self._messages:
             raise _bad_request("message to pin not found")
         self._pinned[chat["id"]] = message_id
+        return True
+
+    async def _delete_message(self, params: _Params) -> bool:
+        chat = self._chat(params)
+        message_id = params.required_int("message_id")
+        if (chat["id"], message_id) not in self._messages:
+            raise _bad_request("message to delete not found")
+        if chat["type"] != "private" and chat["id"] not in self._may_delete:
+            raise _bad_request("message can't be deleted")
+        del self._messages[(chat["id"], message_id)]
+        self.deleted.append((chat["id"], message_id))
         return True
 
     async def _send_chat_action(self, params: _Params) -> bool:

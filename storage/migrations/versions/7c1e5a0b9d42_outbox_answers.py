@@ -1,14 +1,14 @@
 """outbox: the command a reply answers, for merged replies
 
 Revision ID: 7c1e5a0b9d42
-Revises: 22602383f9cb
+Revises: aa4781324752
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "7c1e5a0b9d42"
-down_revision = "22602383f9cb"
+down_revision = "aa4781324752"
 branch_labels = None
 depends_on = None
 
