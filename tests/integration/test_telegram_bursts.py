@@ -47,8 +47,11 @@ async def test_forty_errands_at_once_are_all_answered_merged_in_order_with_their
         assert most_in_a_minute([m["at"] for m in botapi.sent(G1)]) <= 20
         merged = [m for m in burst if m["text"].count("新代办") > 1]
         assert merged
-        # One button per item, naming its errand; pressing one claims that errand.
+        # Each item names the command it answers; one button per item, naming its errand;
+        # pressing one claims that errand.
         for message in merged:
+            items = message["text"].split("\n\n")
+            assert all(item.startswith("↩ @wang_w /errand\n新代办 E") for item in items)
             items = re.findall(r"新代办 E(\d+)：", message["text"])
             buttons = [b for row in message["reply_markup"]["inline_keyboard"] for b in row]
             assert [(b["text"], b["callback_data"]) for b in buttons] == [
