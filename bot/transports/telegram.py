@@ -142,7 +142,8 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
     def __init__(self, per_second: int = PER_SECOND, max_retries: int = 3) -> None:
         self.per_second, self.max_retries = per_second, max_retries
         self._slots: list[float] = []  # when each taken slot frees up (inf: call under way)
-        self._changed = asyncio.Condition()
+        self._turn = asyncio.Lock()  # callers queue here, first come first served
+        self._freed = asyncio.Event()  # a call under way ended: its slot's time is known
         self._open = asyncio.Event()
         self._open.set()
 
@@ -153,8 +154,10 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         pass
 
     async def _take(self) -> None:
+        """A slot for one call. Only the caller at the head of the queue watches the slots
+        (a fan-out to a thousand chats is a thousand callers waiting, none of them woken)."""
         loop = asyncio.get_running_loop()
-        async with self._changed:
+        async with self._turn:
             while True:
                 await self._open.wait()
                 now = loop.time()
@@ -162,18 +165,17 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
                 if len(self._slots) < self.per_second:
                     self._slots.append(math.inf)
                     return
+                self._freed.clear()
                 first = min(self._slots)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        self._changed.wait(), None if first == math.inf else first - now
+                        self._freed.wait(), None if first == math.inf else first - now
                     )
 
-    async def _release(self) -> None:
-        async with self._changed:
-            # The call under way that began first ends now: one second from now it frees.
-            under_way = self._slots.index(math.inf)
-            self._slots[under_way] = asyncio.get_running_loop().time() + 1.0
-            self._changed.notify_all()
+    def _release(self) -> None:
+        # A call under way ends now: one second from now its slot frees.
+        self._slots[self._slots.index(math.inf)] = asyncio.get_running_loop().time() + 1.0
+        self._freed.set()
 
     async def process_request(self, callback, args, kwargs, endpoint, data, rate_limit_args):
         limited = data.get("chat_id") is not None
@@ -197,7 +199,7 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
                     self._open.set()
             finally:
                 if limited:
-                    await self._release()
+                    self._release()
         raise AssertionError("unreachable")
 
 
