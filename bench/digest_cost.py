@@ -287,7 +287,9 @@ async def sections(size: Size) -> dict[str, float]:
         for section in REGISTRY.digest_sections:
             size.section = section.name
             started = time.perf_counter()
-            for grid in grids:
+            if section.scope == "community":  # gathered once over all the grids
+                await section.function(jc, list(grids), due - DAY, NOW)
+            for grid in grids if section.scope == "grid" else ():
                 await section.function(jc, grid, due - DAY, NOW)
             times[section.name] = time.perf_counter() - started
         size.section = ""

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.transports.base import Capabilities, Incoming, Outgoing, Sent
+from bot.transports.base import BaseTransport, Capabilities, Incoming, Outgoing, Sent
 from bot.transports.telegram import TelegramTransport
 from tests.servers.botapi import Call, FakeBotAPI
 
@@ -55,7 +55,7 @@ def grid_chat(i: int) -> int:
     return FIRST_GRID_CHAT - i
 
 
-class Discard:
+class Discard(BaseTransport):
     """Stands in for the Telegram transport while the community is set up: the setup's
     replies are not part of the measurement."""
 

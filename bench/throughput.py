@@ -41,16 +41,17 @@ from pathlib import Path
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.transports.base import Capabilities, Incoming, Outgoing, Sent
+from bot.transports.base import BaseTransport, Capabilities, Incoming, Outgoing, Sent
 
 ERRBOT = "errbot==6.2.1"
 GRIDS = 4
 HERE = Path(__file__).resolve().parent
 
 
-class NullTransport:
+class NullTransport(BaseTransport):
     name = "console"
     capabilities = Capabilities()
+    builtin_admins = frozenset({"admin"})
 
     def __init__(self) -> None:
         self.sent = 0

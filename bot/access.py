@@ -52,6 +52,7 @@ def _where_ok(where: Where, seat: Seat) -> bool:
         Where.GRID: place is Place.GRID,
         Where.HQ: place is Place.HQ,
         Where.COMMUNITY: seat.community and place is not Place.GROUP,
+        Where.PRIVATE: seat.community and place in (Place.DIRECT, Place.HQ),
     }[where]
 
 
@@ -65,6 +66,10 @@ def refusal(cmd: Command, seat: Seat, *, dry_run: bool = False) -> Refused | Non
     if cmd.role_grid is not None and not dry_run:
         return None  # decided by `grid_refusal` once the grid is known
     if role < cmd.role:
+        if seat.place is not Place.DIRECT and (seat.top_role or Role.RESIDENT) >= cmd.role:
+            # They hold the role, in their own grid: that is where it works (for a command of
+            # direct chats and the HQ chat, in their direct chat, where their grid applies).
+            return Refused(where=Where.DIRECT if cmd.where is Where.PRIVATE else Where.GRID)
         joined = seat.place is Place.GRID and role is Role.RESIDENT and cmd.role is Role.MEMBER
         return Refused(cmd.role, join=joined)
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import importlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
@@ -37,8 +38,10 @@ class App:
     def __init__(
         self, config: Config, clock: Clock | None = None, instance_id: str | None = None
     ) -> None:
-        import commands  # noqa: F401  (declares every command, job and hook)
-
+        # The app is given its command modules by the configuration; importing each declares
+        # its commands, jobs, hooks and digest sections (bot/registry.py).
+        for module in config.modules:
+            importlib.import_module(module)
         self.config = config
         self.clock = clock or Clock()
         # Names this deployment in outbox leases: stable across restarts (so a restarted bot
@@ -47,10 +50,10 @@ class App:
         self.db = Database(config.db_url)
         self.renderer = Renderer()
         self.scheduler = Scheduler(self.clock)
-        self.people = People(config)
+        self.transports: dict[str, Transport] = {}
+        self.people = People(config, self.transports)
         self.outbox = Outbox(self)
         self.dispatcher = Dispatcher(self)
-        self.transports: dict[str, Transport] = {}
         self.bot_usernames: set[str] = set()  # filled by transports: `/cmd@name` for us
         self._stopped = asyncio.Event()
 

@@ -1,4 +1,4 @@
-"""`gridbot run | console | migrate | check-config`."""
+"""`gridbot run | console | migrate | check-config | export`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import date
+from pathlib import Path
 
 from bot import config as config_module
 from bot.app import App
 from bot.clock import Clock
+from commands.export import KINDS as EXPORT_KINDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("console", help="chat with the bot in this terminal")
     sub.add_parser("migrate", help="bring the database schema up to date")
     sub.add_parser("check-config", help="validate the configuration and show it")
+    export = sub.add_parser("export", help="write a community's records to a CSV file")
+    export.add_argument("kind", choices=EXPORT_KINDS)
+    export.add_argument("--community", required=True, help="the community's name or number")
+    export.add_argument("--from", dest="first", type=_date, help="first day, YYYY-MM-DD")
+    export.add_argument("--to", dest="last", type=_date, help="last day, YYYY-MM-DD")
+    export.add_argument("--out", required=True, help="the CSV file to write")
     options = parser.parse_args(argv)
     action = options.action or "run"
     logging.basicConfig(
@@ -37,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(config)
     if action == "migrate":
         return asyncio.run(_migrate(config))
+    if action == "export":
+        return asyncio.run(_export(config, options))
     networked = config.telegram_enabled or config.matrix_enabled
     if action == "console" or not networked:
         return asyncio.run(_console(config))
@@ -62,6 +73,53 @@ async def _migrate(config: config_module.Config) -> int:
     await db.migrate()
     await db.close()
     print("database is up to date")
+    return 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text}") from None
+
+
+async def _export(config: config_module.Config, options: argparse.Namespace) -> int:
+    """The same CSV file as /export in a chat, for the whole community, written to --out."""
+    from sqlalchemy import select
+
+    from bot.context import Actions
+    from bot.errors import Reject
+    from commands.export import export_csv
+    from storage import models
+
+    if config.db_url.startswith("sqlite") and not config.data_dir.exists():
+        print(f"gridbot: no database in {config.data_dir}", file=sys.stderr)
+        return 1
+    app = App(config, clock=Clock())
+    try:
+        await app.db.migrate()
+        async with app.db.transaction() as db:
+            name = options.community
+            query = select(models.Community).where(
+                (models.Community.id == int(name)) if name.isdigit() else (models.Community.name == name)
+            )
+            found = (await db.scalars(query.order_by(models.Community.id))).all()
+            if len(found) != 1:
+                others = ", ".join(f"{c.id} {c.name}" for c in found)
+                print(f"gridbot: {'no' if not found else 'more than one'} community {name!r}"
+                      + (f" ({others}: give the number)" if others else ""), file=sys.stderr)
+                return 1
+            actions = Actions(app=app, db=db, now=app.clock.now(), community=found[0])
+            try:
+                made = await export_csv(actions, options.kind, first=options.first, last=options.last)
+            except Reject as problem:
+                print("gridbot: " + actions.render(problem.template, **problem.values),
+                      file=sys.stderr)
+                return 1
+    finally:
+        await app.db.close()
+    await asyncio.to_thread(Path(options.out).write_bytes, made.data)
+    print(f"{made.rows} rows written to {options.out}")
     return 0
 
 
@@ -101,7 +159,6 @@ async def _serve(config: config_module.Config) -> int:
     finally:
         await app.stop()
     return 0
-
 
 
 if __name__ == "__main__":

@@ -31,8 +31,12 @@ class Config:
     matrix_homeserver: str | None = None
     matrix_user: str | None = None
     matrix_password: str | None = None
+    matrix_trust: str = "tofu"  # whose devices get room keys: "tofu" or "verified"
     lang: str = "zh"
     tz: str = "Asia/Shanghai"
+    # The command modules the app loads (each declares its commands, jobs and digest
+    # sections): the domain package by default, and any further plugin modules.
+    modules: tuple[str, ...] = ("commands",)
 
     @property
     def telegram_enabled(self) -> bool:
@@ -54,7 +58,7 @@ class Config:
 _KEYS = {
     "database_url", "data_dir", "admins", "telegram_token", "telegram_api_url",
     "telegram_webhook_url", "telegram_webhook_listen", "matrix_homeserver", "matrix_user",
-    "matrix_password", "lang", "tz",
+    "matrix_password", "matrix_trust", "lang", "tz", "modules",
 }
 
 
@@ -87,9 +91,7 @@ def _read_toml(path: Path) -> dict[str, object]:
 
 def _validate(raw: dict[str, object]) -> Config:
     data_dir = Path(str(raw.get("data_dir") or Path.cwd())).expanduser()
-    admins = raw.get("admins", ())
-    if isinstance(admins, str):
-        admins = [a.strip() for a in admins.split(",")]
+    admins = _names(raw.get("admins"))
     lang = str(raw.get("lang", "zh"))
     if lang not in LANGUAGES:
         raise ConfigError(f"GRIDBOT_LANG must be one of {', '.join(LANGUAGES)}, not {lang!r}")
@@ -104,6 +106,9 @@ def _validate(raw: dict[str, object]) -> Config:
             "Matrix needs all of GRIDBOT_MATRIX_HOMESERVER, GRIDBOT_MATRIX_USER and "
             "GRIDBOT_MATRIX_PASSWORD"
         )
+    matrix_trust = str(raw.get("matrix_trust") or "tofu")
+    if matrix_trust not in ("tofu", "verified"):
+        raise ConfigError(f"GRIDBOT_MATRIX_TRUST must be tofu or verified, not {matrix_trust!r}")
     url = str(raw.get("database_url", ""))
     if url and not url.startswith(("sqlite", "postgresql")):
         raise ConfigError(f"GRIDBOT_DATABASE_URL must be an SQLite or PostgreSQL URL, not {url!r}")
@@ -114,7 +119,7 @@ def _validate(raw: dict[str, object]) -> Config:
     return Config(
         data_dir=data_dir,
         database_url=url,
-        admins=tuple(a for a in admins if a),
+        admins=admins,
         telegram_token=_opt(raw, "telegram_token"),
         telegram_api_url=str(raw.get("telegram_api_url") or "https://api.telegram.org").rstrip("/"),
         telegram_webhook_url=_opt(raw, "telegram_webhook_url"),
@@ -122,11 +127,23 @@ def _validate(raw: dict[str, object]) -> Config:
         matrix_homeserver=_opt(raw, "matrix_homeserver"),
         matrix_user=_opt(raw, "matrix_user"),
         matrix_password=_opt(raw, "matrix_password"),
+        matrix_trust=matrix_trust,
         lang=lang,
         tz=tz,
+        modules=_names(raw.get("modules")) or ("commands",),
     )
 
 
 def _opt(raw: dict[str, object], key: str) -> str | None:
     value = raw.get(key)
     return str(value) if value else None
+
+
+def _names(value: object) -> tuple[str, ...]:
+    """A comma-separated list (from the environment) or a TOML list."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [
+        str(v) for v in (value if isinstance(value, list | tuple) else [value])
+    ]
+    return tuple(item.strip() for item in items if item.strip())

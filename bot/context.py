@@ -40,6 +40,8 @@ class _Unrendered:
     row: models.OutboxMessage
     template: str
     values: dict[str, Any]
+    # Who queued it: its community's language and time zone (a job speaks for several).
+    actions: Actions
     chat: models.Chat | None = None
     person: models.Person | None = None
 
@@ -110,7 +112,7 @@ class Actions:
             transport=chat.transport, chat=chat.external_id, buttons=buttons or [],
             ref=ref, pin=pin, file=file, reply_to=reply_to,
         )
-        self._unrendered.append(_Unrendered(row, template, values, chat=chat))
+        self._unrendered.append(_Unrendered(row, template, values, self, chat=chat))
         return row
 
     def tell(
@@ -121,15 +123,16 @@ class Actions:
         *,
         origin: models.Chat | None = None,
         file: tuple[str, bytes] | None = None,
+        buttons: list[dict[str, str]] | None = None,
         **values: Any,
     ) -> models.OutboxMessage:
         """Queues a direct message to a person, rendered for them. If it cannot be delivered
         (they never opened a chat with the bot), `origin` is told so, without its content."""
         row = self._queue(
-            transport=person.transport, person_id=person.id, file=file,
+            transport=person.transport, person_id=person.id, file=file, buttons=buttons or [],
             origin_chat=origin.external_id if origin and not origin.is_direct else None,
         )
-        self._unrendered.append(_Unrendered(row, template, values, person=person))
+        self._unrendered.append(_Unrendered(row, template, values, self, person=person))
         return row
 
     def _queue(self, *, file: tuple[str, bytes] | None = None, **fields: Any) -> models.OutboxMessage:
@@ -191,7 +194,7 @@ class Actions:
                 viewer = self.chat_viewer(item.chat)
                 if item.chat.is_direct:
                     viewer = viewers.get(by_chat.get((item.chat.transport, item.chat.external_id), -1))
-            item.row.text = self.render(item.template, viewer=viewer, **item.values)
+            item.row.text = item.actions.render(item.template, viewer=viewer, **item.values)
 
 
 async def _viewers(app: App, db: AsyncSession, person_ids: set[int]) -> dict[int, Viewer]:
@@ -261,7 +264,7 @@ class Context(Actions):
     def confirm(self, template: str, /, **values: Any) -> None:
         """Asks before going on, unless the person already confirmed: the question names what
         will happen; the button (or the command typed again with `confirm`) runs it. Only for
-        commands declared with `confirmable=True`."""
+        commands declared with `confirmable=True`. `button=` names the button (default ✅)."""
         if not self.confirmed:
             raise Confirm(template, **values)
 

@@ -227,8 +227,9 @@ class Dispatcher:
         cmd = ctx.command
         if isinstance(problem, Confirm):
             again = f"/{name} {args.strip()} confirm".replace("  ", " ")
-            label = ctx.render("core/confirm_button")
-            ctx.reply(problem.template, **problem.values, command=again,
+            values = dict(problem.values)
+            label = values.pop("button", None) or ctx.render("core/confirm_button")
+            ctx.reply(problem.template, **values, command=again,
                       buttons=[{"label": label, "command": again, "emoji": "✅"}])
         elif isinstance(problem, Reject):
             buttons = None

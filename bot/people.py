@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -11,18 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.privacy import Viewer
 from bot.roles import Role
-from bot.transports.base import Incoming
+from bot.transports.base import Incoming, Transport
 from storage import models
 
 if TYPE_CHECKING:
     from bot.config import Config
 
-CONSOLE_ADMIN = "admin"
-
-
 class People:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, transports: Mapping[str, Transport]) -> None:
         self.config = config
+        # The running transports: each owns its ID syntax (`mention`) and may name built-in
+        # admins (the console's `admin`).
+        self.transports = transports
 
     async def from_message(self, db: AsyncSession, msg: Incoming, now: datetime) -> models.Person:
         """The sender, created on first sight; a placeholder named earlier by @username is
@@ -57,7 +58,11 @@ class People:
     async def from_mention(
         self, db: AsyncSession, transport: str, word: str, now: datetime
     ) -> models.Person:
-        external_id, username = mention_key(transport, word)
+        running = self.transports.get(transport)
+        if running is not None:
+            external_id, username = running.mention(word)
+        else:  # a transport not running here: the word is a username
+            external_id, username = None, word.lstrip("@").lower()
         conditions = []
         if external_id:
             conditions.append(models.Person.external_id == external_id)
@@ -78,7 +83,8 @@ class People:
         return person
 
     def is_admin(self, person: models.Person) -> bool:
-        if person.transport == "console" and person.external_id == CONSOLE_ADMIN:
+        running = self.transports.get(person.transport)
+        if running is not None and person.external_id in running.builtin_admins:
             return True
         names = {a.lower() for a in self.config.admins}
         if person.external_id and person.external_id.lower() in names:
@@ -155,15 +161,3 @@ class Standing:
             secretary_of=frozenset(m.community_id for m in self.memberships if m.role == "secretary"),
             leader_of=frozenset(m.grid_id for m in self.memberships if m.role == "leader" and m.grid_id),
         )
-
-
-def mention_key(transport: str, word: str) -> tuple[str | None, str | None]:
-    """`@word` → (external id, username), as far as the transport's naming tells."""
-    name = word.lstrip("@")
-    if transport == "console":
-        return name, name.lower()
-    if transport == "matrix":
-        return (word if ":" in word else None), (None if ":" in word else name.lower())
-    if name.isdigit():  # Telegram numeric id
-        return name, None
-    return None, name.lower()

@@ -57,6 +57,7 @@ class DigestSection:
     order: int
     function: Callable[..., Awaitable[Any]]
     template: str
+    scope: str = "grid"  # or "community": gathered once, for the whole-community digest
 
 
 @dataclass
@@ -160,12 +161,13 @@ def job(every: timedelta):
     return decorate
 
 
-def digest_section(name: str, *, order: int, template: str):
+def digest_section(name: str, *, order: int, template: str, scope: str = "grid"):
     """Declares a section of the daily digest. The function gathers one grid's unfinished
-    items; `template` renders them (see commands/digest.py for the contract)."""
+    items (`scope="community"`: the community's, once, for the whole-community digest only);
+    `template` renders them (see commands/digest.py for the contract)."""
 
     def decorate(function):
-        REGISTRY.digest_sections.append(DigestSection(name, order, function, template))
+        REGISTRY.digest_sections.append(DigestSection(name, order, function, template, scope))
         REGISTRY.digest_sections.sort(key=lambda s: s.order)
         return function
 

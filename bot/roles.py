@@ -26,3 +26,4 @@ class Where(StrEnum):
     COMMUNITY = "community"  # any chat of a community: its HQ, a grid chat, or a member's DM
     GROUP = "group"  # any group chat, linked or not
     DIRECT = "direct"  # a direct chat with the bot
+    PRIVATE = "private"  # a direct chat with the bot, or the community's HQ chat

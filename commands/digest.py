@@ -33,6 +33,13 @@ A domain declares a section next to the data it owns:
   part therefore never shows them; a direct chat shows them to those who may see them.
 - A section that raises is logged and shown as unavailable; the rest of the digest goes out.
 
+Community-wide sections: `@digest_section(..., scope="community")` declares a section that is
+gathered once for the whole community, `async def f(actions, grids, since, until) -> dict`
+(`grids` in code order), and shown only in the whole-community digest (the HQ chat's, and a
+secretary's `/digest`), after the grids; never in a grid chat's part. Its template gets the
+returned values plus `grids`, `since` and `until`. For figures that compare grids (e.g. the
+welfare of front-line workers, aggregated per grid).
+
 Exactly once: the daily digest of (community, local date) is recorded in `DigestSent` in
 the same transaction that queues it, so neither a restart nor a second bot instance on
 the same database sends it again. One missed while the bot was down goes out (marked
@@ -93,7 +100,9 @@ async def digest(ctx: Context) -> None:
         scope = ctx.require_grid()
         grids = [scope]
     parts = await gather(ctx, grids, since=ctx.now - DAY, until=ctx.now)
-    _post(ctx, ctx.chat, parts, scope=scope, on_demand=True, day=ctx.today, late=False, due=ctx.now)
+    overview = [] if scope else await gather_community(ctx, grids, since=ctx.now - DAY, until=ctx.now)
+    _post(ctx, ctx.chat, parts, overview, scope=scope, on_demand=True, day=ctx.today, late=False,
+          due=ctx.now)
 
 
 # --- the daily digest -------------------------------------------------------------------
@@ -116,11 +125,12 @@ async def send_due(jc: JobContext, community_id: int) -> None:
     header = {"on_demand": False, "day": due.date(), "late": late, "due": due}
     hq = await jc.db.get(models.Chat, community.hq_chat_id) if community.hq_chat_id else None
     if hq is not None:
-        _post(jc, hq, parts, scope=None, **header)
+        overview = await gather_community(jc, grids, since=due - DAY, until=jc.now)
+        _post(jc, hq, parts, overview, scope=None, **header)
     for chat, _ in await community_grid_chats(jc.db, community.id):
         part = next((p for p in parts if p.grid.id == chat.grid_id), None)
         if part is not None:
-            _post(jc, chat, [part], scope=part.grid, **header)
+            _post(jc, chat, [part], [], scope=part.grid, **header)
 
 
 def last_due_time(community: models.Community, now: datetime) -> datetime:
@@ -157,13 +167,26 @@ async def gather(
     for grid in grids:
         part = GridPart(grid)
         for section in REGISTRY.digest_sections:
+            if section.scope != "grid":
+                continue
             part.sections.append((section, await _section_values(actions, section, grid, since, until)))
         parts.append(part)
     return sorted(parts, key=lambda p: -p.urgency)  # stable: equal urgency keeps grid order
 
 
+async def gather_community(
+    actions: Actions, grids: list[models.Grid], *, since: datetime, until: datetime
+) -> list[tuple[DigestSection, dict | None]]:
+    """Every community-wide section, gathered once over all the grids."""
+    return [
+        (section, await _section_values(actions, section, grids, since, until))
+        for section in REGISTRY.digest_sections
+        if section.scope == "community"
+    ]
+
+
 async def _section_values(
-    actions: Actions, section: DigestSection, grid: models.Grid, since: datetime, until: datetime
+    actions: Actions, section: DigestSection, grid, since: datetime, until: datetime
 ) -> dict | None:
     try:
         # A savepoint, so that a failed query does not spoil the digest's transaction.
@@ -172,28 +195,42 @@ async def _section_values(
             values["urgency"] = int(values["urgency"])
             return values
     except Exception:
-        log.exception("digest section %s failed for grid %s", section.name, grid.code)
+        where = getattr(grid, "code", "(community)")
+        log.exception("digest section %s failed for grid %s", section.name, where)
         return None
 
 
-def _post(actions: Actions, chat: models.Chat, parts: list[GridPart], **header) -> None:
-    """Queues the digest for `chat`, each section rendered for that chat's audience."""
+def _post(
+    actions: Actions,
+    chat: models.Chat,
+    parts: list[GridPart],
+    overview: list[tuple[DigestSection, dict | None]],
+    **header,
+) -> None:
+    """Queues the digest for `chat`, each section rendered for that chat's reader;
+    `overview` holds the community-wide sections (whole-community digests only)."""
     viewer = actions.chat_viewer(chat)  # /digest in a direct chat: its caller
     grids = [
-        {"grid": part.grid, "sections": [_render_section(actions, part.grid, s, v, viewer)
+        {"grid": part.grid, "sections": [_render_section(actions, s, v, viewer, grid=part.grid)
                                          for s, v in part.sections]}
         for part in parts
     ]
-    actions.post(chat, "digest/digest", community=actions.community, grids=grids, **header)
+    everywhere = [p.grid for p in parts]
+    community_sections = [
+        _render_section(actions, s, v, viewer, grids=sorted(everywhere, key=lambda g: g.code))
+        for s, v in overview
+    ]
+    actions.post(chat, "digest/digest", community=actions.community, grids=grids,
+                 community_sections=community_sections, **header)
 
 
 def _render_section(
-    actions: Actions, grid: models.Grid, section: DigestSection, values: dict | None,
-    viewer: Viewer | None,
+    actions: Actions, section: DigestSection, values: dict | None, viewer: Viewer | None,
+    **where,
 ) -> str:
     if values is None:
         return actions.render("digest/section_failed", name=section.name)
-    text = actions.render(section.template, viewer=viewer, grid=grid, **values)
+    text = actions.render(section.template, viewer=viewer, **where, **values)
     # Blank lines are where a long digest may be split: keep each section in one piece.
     return "\n".join(line for line in text.splitlines() if line.strip())
 

@@ -67,7 +67,7 @@ async def me(ctx: Context) -> None:
     membership = await _membership(ctx, ctx.grid) if ctx.grid else None
     shifts = (
         await ctx.db.execute(
-            select(models.Shift, models.DutyPost.name)
+            select(models.Shift, models.DutyPost.name, models.SignUp.state)
             .join(models.SignUp, models.SignUp.shift_id == models.Shift.id)
             .join(models.DutyPost, models.DutyPost.id == models.Shift.post_id)
             .where(

@@ -326,13 +326,22 @@ async def _grids_without_role(
     ))
 
 
-@command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",))
+# Settings that, shortened, remove health data sooner: asked again before they change.
+RETENTION_SETTINGS = {"retention": "retention_days", "keypersonretention": "anonymise_days"}
+RETENTION_BOUNDS = {"retention": (7, 3650), "keypersonretention": (1, 365)}  # days
+
+
+@command("set", role=Role.SECRETARY, where=Where.COMMUNITY, aliases=("设置",), confirmable=True)
 async def set_(
     ctx: Context,
-    key: Literal["digest", "tz", "lang", "followup", "claim", "maxhours", "retention"],
+    key: Literal[
+        "digest", "tz", "lang", "followup", "claim", "maxhours", "shiftremind", "retention",
+        "keypersonretention",
+    ],
     value: str,
 ) -> None:
-    """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10, retention 90d."""
+    """Change a setting: digest 20:00, tz, lang zh|en, followup 24h, claim 3h, maxhours 10,
+    shiftremind 1h, retention 90d, keypersonretention 28d."""
     community = ctx.require_community()
     parsers = {
         "digest": (Clock, lambda v: setattr(community, "digest_time", v.strftime("%H:%M"))),
@@ -341,10 +350,19 @@ async def set_(
         "followup": (Interval, lambda v: setattr(community, "followup_minutes", _minutes(v))),
         "claim": (Interval, lambda v: setattr(community, "claim_minutes", _minutes(v))),
         "maxhours": (Int, lambda v: setattr(community, "max_hours", _hours(v))),
-        "retention": (Interval, lambda v: setattr(community, "retention_days", _days(v))),
+        "shiftremind": (
+            Interval, lambda v: setattr(community, "shift_remind_minutes", _remind(v, value))
+        ),
     }
+    for name, column in RETENTION_SETTINGS.items():
+        parsers[name] = (Interval, lambda v, c=column, n=name: setattr(community, c, _days(v, n)))
     kind, apply = parsers[key]
     parsed = await convert(ctx, kind, value)
+    if key in RETENTION_SETTINGS:
+        days, current = _days(parsed, key), getattr(community, RETENTION_SETTINGS[key])
+        if days < current:
+            # Health data older than the new limit goes at the next retention run, for good.
+            ctx.confirm("setup/confirm_shorter", key=key, days=days, current=current)
     apply(parsed)
     await ctx.db.flush()
     ctx.reply("setup/setting_changed", key=key, community=community)
@@ -361,7 +379,17 @@ def _hours(value: int) -> int:
     return value
 
 
-def _days(value: timedelta) -> int:
+def _remind(value: timedelta, word: str) -> int:
+    """A shift reminder between 5 minutes and a day before the start."""
+    if not timedelta(minutes=5) <= value <= timedelta(hours=24):
+        raise ArgError("range", word=word, low="5m", high="24h")
+    return _minutes(value)
+
+
+def _days(value: timedelta, key: str = "retention") -> int:
+    low, high = RETENTION_BOUNDS[key]
     if value < timedelta(days=1):
         raise ArgError("retention", word=f"{_minutes(value)}m")
+    if not low <= value.days <= high:
+        raise ArgError("range", word=f"{value.days}d", low=f"{low}d", high=f"{high}d")
     return value.days

@@ -97,6 +97,8 @@ class Community(Base):
     followup_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60)
     claim_minutes: Mapped[int] = mapped_column(Integer, default=3 * 60)
     max_hours: Mapped[int] = mapped_column(Integer, default=10)
+    # How long before a shift starts its people are reminded (`/set shiftremind`).
+    shift_remind_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     retention_days: Mapped[int] = mapped_column(Integer, default=90)
     anonymise_days: Mapped[int] = mapped_column(Integer, default=28)
     # No foreign key: chats already point at communities, and a cycle breaks table creation.
@@ -233,7 +235,8 @@ class KeyPerson(Base):
     grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"), index=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
     name: Mapped[str | None] = mapped_column(String(255))
-    reason: Mapped[str] = mapped_column(String(32))
+    # Name and reason are removed (NULL) once the record is anonymised (commands/records.py).
+    reason: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime]
     until: Mapped[date | None] = mapped_column(Date)
     ended_at: Mapped[datetime | None]
@@ -249,7 +252,7 @@ class CheckIn(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key_person_id: Mapped[int] = mapped_column(ForeignKey("key_persons.id"), index=True)
-    temperature: Mapped[float] = mapped_column(Float)
+    temperature: Mapped[float | None] = mapped_column(Float)  # NULL once anonymised
     symptoms: Mapped[str] = mapped_column(Text, default="")
     alert: Mapped[bool] = mapped_column(Boolean, default=False)
     by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
@@ -297,6 +300,7 @@ class DutyPost(Base):
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
     grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"))
     name: Mapped[str] = mapped_column(String(255))
+    place: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
 
 class Shift(Base):
@@ -315,27 +319,37 @@ class Shift(Base):
     slots: Mapped[int] = mapped_column(Integer, default=1)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     reminded_at: Mapped[datetime | None]
+    # When the leaders were told at the start that slots were still empty (or that all
+    # were filled: the mark only says the start was handled).
+    started_alerted_at: Mapped[datetime | None]
     credited_at: Mapped[datetime | None]
 
 
 class SignUp(Base):
-    """A person on a shift: `slot` (holds a slot), `waiting` (in line), `noshow`."""
+    """A person on a shift: `slot` (holds a slot), `waiting` (in line), `noshow`.
+
+    The waiting list is in `id` order (rows are added under the shift's lock)."""
 
     __tablename__ = "signups"
     __table_args__ = (UniqueConstraint("shift_id", "person_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     shift_id: Mapped[int] = mapped_column(ForeignKey("shifts.id"), index=True)
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
     state: Mapped[str] = mapped_column(String(16))
     offered_to_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     at: Mapped[datetime]
+    noshow_at: Mapped[datetime | None]
 
 
 # --- supplies ---------------------------------------------------------------------------
 
 
 class SupplyItem(Base):
+    """One grid's item: `name` is the catalogue key (`masks`) or the name as first typed;
+    `unit` a unit key of commands/supplies.py; `low_since` is set when the one low alert
+    went out and cleared when the level is back at or above the minimum (re-arming it)."""
+
     __tablename__ = "supply_items"
     __table_args__ = (UniqueConstraint("grid_id", "name"),)
 
@@ -346,10 +360,15 @@ class SupplyItem(Base):
     category: Mapped[str] = mapped_column(String(16), default="other")
     unit: Mapped[str] = mapped_column(String(32), default="")
     minimum: Mapped[float | None] = mapped_column(Float)
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+    low_since: Mapped[datetime | None]
 
 
 class SupplyReport(Base):
+    """A level reported for an item, in the item's unit: the history, not only the last value."""
+
     __tablename__ = "supply_reports"
+    __table_args__ = (Index("ix_supply_reports_item_at", "item_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("supply_items.id"), index=True)
@@ -359,19 +378,28 @@ class SupplyReport(Base):
 
 
 class SupplyNeed(Base):
-    """A priority request for the front line."""
+    """`N<n>`: a priority request for the front line, open until marked met (`closed_at`)."""
 
     __tablename__ = "supply_needs"
+    __table_args__ = (
+        UniqueConstraint("community_id", "number"),
+        Index("ix_supply_needs_grid_open", "grid_id", "closed_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    number: Mapped[int] = mapped_column(Integer)
     grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("supply_items.id"))
     item: Mapped[str] = mapped_column(String(255))
     quantity: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32), default="")
     note: Mapped[str] = mapped_column(Text, default="")
     by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    met_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    met_note: Mapped[str] = mapped_column(Text, default="")
 
 
 # --- publicity and care -----------------------------------------------------------------
@@ -388,7 +416,10 @@ class Announcement(Base):
 
 
 class Praise(Base):
+    """A commendation of a grid member, with its reason; posted in the member's grid chat."""
+
     __tablename__ = "praises"
+    __table_args__ = (Index("ix_praises_grid_at", "grid_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
@@ -400,15 +431,31 @@ class Praise(Base):
 
 
 class WelfareCheck(Base):
-    """A front-line worker's 1–5 score; reported onwards only as aggregates."""
+    """A front-line worker's 1–5 score; reported onwards only as aggregates per grid. Only
+    when the worker chooses to (`shared_at`) does their leader see the score."""
 
     __tablename__ = "welfare_checks"
+    __table_args__ = (Index("ix_welfare_checks_community_at", "community_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
     score: Mapped[int] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+    shared_at: Mapped[datetime | None]
+
+
+class WelfareAsk(Base):
+    """That a worker was asked for a welfare score after a shift: each is asked once."""
+
+    __tablename__ = "welfare_asks"
+    __table_args__ = (UniqueConstraint("shift_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shift_id: Mapped[int] = mapped_column(ForeignKey("shifts.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     at: Mapped[datetime]
 
 

@@ -119,6 +119,12 @@ class Budget:
 class Transport(Protocol):
     name: str
     capabilities: Capabilities
+    builtin_admins: frozenset[str]  # user ids that are admins without configuration
+
+    def mention(self, word: str) -> tuple[str | None, str | None]:
+        """`@word` as this transport names people: (user id, username), either may be None
+        (Errbot's `build_identifier`: the core never reads IDs itself)."""
+        ...
 
     # Optional: `budget(chat) -> Budget | None`, the rate allowance a send to `chat` draws
     # on (None or absent: unlimited); `calls(message) -> int`, what a message costs in it.
@@ -134,6 +140,20 @@ class Transport(Protocol):
     async def delete(self, chat: str, message_id: str) -> bool:
         """Removes a person's message from a group; False where the bot has no right to."""
         ...
+
+
+class BaseTransport:
+    """Defaults for a transport's identity and abilities, for transports to build on."""
+
+    name = "base"
+    capabilities = Capabilities()
+    builtin_admins: frozenset[str] = frozenset()
+
+    def mention(self, word: str) -> tuple[str | None, str | None]:
+        return None, word.lstrip("@").lower()
+
+    async def delete(self, chat: str, message_id: str) -> bool:
+        return False
 
 
 def split_text(text: str, limit: int) -> list[str]:

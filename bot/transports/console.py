@@ -48,6 +48,12 @@ def first_lines_and_clock(stdin: TextIO, tz: str) -> tuple[list[str], ManualCloc
 class ConsoleTransport:
     name = "console"
     capabilities = Capabilities(files=True)
+    builtin_admins = frozenset({"admin"})  # COMMANDS.md: the console's `admin`
+
+    def mention(self, word: str) -> tuple[str | None, str | None]:
+        """`@wang` is the user typed with `:as wang`."""
+        name = word.lstrip("@")
+        return name, name.lower()
 
     def __init__(
         self, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, workdir: Path | None = None

@@ -13,18 +13,36 @@ unanswered. In a room just joined, only what came after the bot's own join count
 
 Files for a command (e.g. `/household import`): the file's caption, a command sent as a
 reply to the file, or the sender's next command in that room within 10 minutes.
+
+End-to-end encryption (matrix-nio's `e2e` extra, vodozemac): the device's keys and its Olm
+and Megolm sessions live in an SQLite store per instance under GRIDBOT_DATA_DIR/matrix-store
+(the session in the database names the device; a device without its store logs in anew).
+In an encrypted room everything the bot sends is encrypted (files too), for the devices of
+the room's current members (joined or invited) that the trust policy allows:
+`tofu` (default) trusts a member's device the first time it is seen (nio pins its signing
+key), `verified` only devices listed in matrix-store/trusted-devices (`@user:server
+DEVICE_ID ed25519-key` a line). Membership changes start a new Megolm session, so someone who
+left cannot read what comes after. A message the bot cannot decrypt is logged, its key is
+asked of the sender's device, and if it has not come after KEY_WAIT the sender is asked to
+send the message again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import html
 import io
 import json
 import logging
 import mimetypes
+import secrets
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from nio import (
@@ -38,12 +56,16 @@ from nio import (
     MegolmEvent,
     MessageDirection,
     ReactionEvent,
+    RoomEncryptedFile,
     RoomMemberEvent,
     RoomMessageFile,
     RoomMessageText,
     RoomPreset,
     SyncResponse,
 )
+from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError, LocalProtocolError
+from nio.store import SqliteStore
 from sqlalchemy import select
 
 from bot.transports.base import (
@@ -73,6 +95,9 @@ MAX_BACKOFF = 60.0  # seconds between attempts while the homeserver is away
 ATTEMPTS = 4  # a request gives up after ~7 s of outage (a send is retried by the outbox)
 FILE_WINDOW_MS = 10 * 60 * 1000
 VARIATION_SELECTOR = "\ufe0f"  # clients add it to some emoji; "✋" and "✋️" are one button
+KEY_WAIT = 10.0  # seconds a message the bot cannot decrypt waits for its key
+ROOM_WAIT = 30.0  # seconds a send waits for a room the bot just made to come in a sync
+MEGOLM = "m.megolm.v1.aes-sha2"
 
 R = TypeVar("R")
 
@@ -83,12 +108,19 @@ class Unavailable(Exception):
 
 class MatrixTransport:
     name = "matrix"
+    builtin_admins: frozenset[str] = frozenset()
+
+    def mention(self, word: str) -> tuple[str | None, str | None]:
+        """`@alice:example.org` is a full user id; `@alice` a local name."""
+        return (word, None) if ":" in word else (None, word.lstrip("@").lower())
     capabilities = Capabilities(
         reactions=True, files=True, edit=True, pin=True, delete=True, max_length=MAX_LENGTH
     )
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.store_dir = Path(config.data_dir) / "matrix-store"
+        self.trust = config.matrix_trust
         # No retries inside nio: rate limits and outages are handled in `_call`, so a send
         # can give up and leave the message to the outbox instead of blocking it.
         self.client = AsyncClient(
@@ -96,8 +128,9 @@ class MatrixTransport:
             config.matrix_user,
             config=AsyncClientConfig(
                 max_limit_exceeded=0, max_timeouts=0, request_timeout=30,
-                encryption_enabled=False, store_sync_tokens=False,
+                encryption_enabled=True, store=SqliteStore, store_sync_tokens=False,
             ),
+            store_path=str(self.store_dir),
         )
         self.sync_filter = {
             "room": {"timeline": {"limit": TIMELINE_LIMIT}},
@@ -105,19 +138,31 @@ class MatrixTransport:
         }
         self.app: App | None = None
         self._token: str | None = None
-        self._files: dict[tuple[str, str], RoomMessageFile] = {}  # (room, sender) → last file
+        # (room, sender) → their last file
+        self._files: dict[tuple[str, str], RoomMessageFile | RoomEncryptedFile] = {}
         self._stopping = asyncio.Event()
         self._loop: asyncio.Task | None = None
+        # Messages the bot could not decrypt yet: event id → (room, event, first seen).
+        self._undecryptable: dict[str, tuple[str, MegolmEvent, float]] = {}
+        self._key_requests: set[str] = set()  # Megolm session ids asked for
+        self._synced = asyncio.Event()  # nio knows the rooms once the first sync is in
+        self._created: set[str] = set()  # rooms the bot made, maybe not in a sync yet
+        self._lock: IO[bytes] | None = None
 
     # --- life cycle ---------------------------------------------------------------------
 
     async def start(self, app: App) -> None:
         self.app = app
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_store()
+        self.client.config = replace(self.client.config, pickle_key=await self._pickle_key())
         await self._log_in()
+        await self._keys()
         self._token = await self._load(self._token_key)
         localpart = self.client.user_id[1:].split(":")[0]
         app.bot_usernames.update({localpart.lower(), self.client.user_id[1:].lower()})
         self._stopping.clear()
+        self._synced.clear()
         self._loop = asyncio.create_task(self._run(), name="matrix-sync")
 
     async def stop(self) -> None:
@@ -125,8 +170,12 @@ class MatrixTransport:
         self._stopping.set()
         if self._loop is not None:
             await self._loop
+        await self._retry_undecryptable(give_up=True)  # no one waits in vain after a restart
         await self.app.outbox.idle()
         await self.client.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the key store
+            self._lock = None
 
     @property
     def _session_key(self) -> str:
@@ -139,17 +188,47 @@ class MatrixTransport:
     def _direct_key(self, room_id: str) -> str:
         return f"matrix:direct:{self.client.user_id}:{room_id}"
 
+    async def _pickle_key(self) -> str:
+        """The passphrase the key store is encrypted with, made once, kept in the database."""
+        key = f"matrix:pickle_key:{self.config.matrix_user}"
+        saved = await self._load(key)
+        if saved is None:
+            saved = secrets.token_urlsafe(32)
+            await self._save(key, saved)
+        return saved
+
+    def _lock_store(self) -> None:
+        """One process per key store: two would break each other's encryption sessions."""
+        lock = (self.store_dir / "lock").open("wb")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise RuntimeError(
+                f"another gridbot process uses the Matrix key store in {self.store_dir}; "
+                "run one instance per Matrix account"
+            ) from None
+        self._lock = lock
+
+    def _store_file(self, user_id: str, device_id: str) -> Path:
+        return self.store_dir / f"{user_id}_{device_id}.db"
+
     async def _log_in(self, *, fresh: bool = False) -> None:
         """Restores the saved session; logs in with the password only the first time (or
         when the homeserver has forgotten the session)."""
         saved = None if fresh else await self._load(self._session_key)
         if saved:
             session = json.loads(saved)
-            if session["homeserver"] == self.config.matrix_homeserver:
+            # A device whose keys are lost cannot read or send encrypted messages again.
+            if session["homeserver"] == self.config.matrix_homeserver and self._store_file(
+                session["user_id"], session["device_id"]
+            ).exists():
                 self.client.restore_login(
                     session["user_id"], session["device_id"], session["access_token"]
                 )
                 return
+            log.warning("matrix: no key store for device %s; logging in as a new device",
+                        session["device_id"])
         response = await self.client.login(self.config.matrix_password, device_name="gridbot")
         if not isinstance(response, LoginResponse):
             raise RuntimeError(f"Matrix login as {self.config.matrix_user} failed: {response}")
@@ -168,11 +247,14 @@ class MatrixTransport:
                 response = await self._until_stopped(self._sync(full_state))
                 if response is None:
                     return
+                self._synced.set()
                 await self._handle_sync(response)
                 await self._save(self._token_key, response.next_batch)
                 self._token = response.next_batch
                 full_state = False
                 backoff = 1.0
+                await self._keys()
+                await self._retry_undecryptable()
             except Exception as error:  # the loop must outlive any failure; the batch is redone
                 if isinstance(error, Unavailable | aiohttp.ClientError | TimeoutError):
                     log.warning("matrix sync failed (%s); retrying in %.0f s", error, backoff)
@@ -180,6 +262,23 @@ class MatrixTransport:
                     log.exception("matrix sync failed; retrying in %.0f s", backoff)
                 await self._until_stopped(asyncio.sleep(backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _keys(self) -> None:
+        """Uploads the device's keys, learns the devices of people in encrypted rooms, and
+        makes Olm sessions with them, as nio asks after each sync."""
+        client = self.client
+        try:
+            if client.should_upload_keys:
+                await self._call(client.keys_upload)
+            if client.should_query_keys:
+                await self._call(client.keys_query)
+            if client.should_claim_keys:
+                await self._call(client.keys_claim, client.get_users_for_key_claiming())
+            await client.send_to_device_messages()
+        except CannotDeliver as refusal:
+            log.warning("matrix: key exchange refused: %s", refusal)
+        except LocalProtocolError:  # a send did the same meanwhile
+            pass
 
     async def _until_stopped(self, work: Awaitable[R]) -> R | None:
         """Runs `work` unless stop() comes first (then cancels it and returns None)."""
@@ -194,7 +293,9 @@ class MatrixTransport:
 
     async def _sync(self, full_state: bool) -> SyncResponse:
         response = await self.client.sync(
-            timeout=SYNC_TIMEOUT_MS, sync_filter=self.sync_filter, since=self._token,
+            # Short while messages wait for their keys: they are retried after each sync.
+            timeout=int(KEY_WAIT * 1000) if self._undecryptable else SYNC_TIMEOUT_MS,
+            sync_filter=self.sync_filter, since=self._token,
             full_state=full_state and self._token is not None or None,
         )
         if isinstance(response, SyncResponse):
@@ -269,10 +370,10 @@ class MatrixTransport:
         if event.sender == self.client.user_id:
             return
         if isinstance(event, MegolmEvent):
-            log.warning("matrix: cannot read %s in the encrypted room %s", event.event_id, room_id)
+            await self._cannot_decrypt(room_id, event)
         elif isinstance(event, ReactionEvent):
             await self._handle_reaction(room_id, event)
-        elif isinstance(event, RoomMessageFile):
+        elif isinstance(event, RoomMessageFile | RoomEncryptedFile):
             if event.source["content"].get("filename") in (None, event.body):
                 self._files[(room_id, event.sender)] = event  # for the sender's next command
             else:  # the body is a caption, maybe the command itself
@@ -288,6 +389,60 @@ class MatrixTransport:
                 attachments = await self._attachments_for(room_id, event, reply_to)
             await self._dispatch(room_id, event, text, attachments, reply_to=reply_to)
 
+    # --- messages the bot cannot decrypt ------------------------------------------------------
+
+    async def _cannot_decrypt(self, room_id: str, event: MegolmEvent) -> None:
+        """Never dropped in silence: logged, its key asked of the sender's device, and kept
+        to be read when the key comes (see _retry_undecryptable)."""
+        if event.event_id in self._undecryptable:
+            return
+        log.warning(
+            "matrix: cannot decrypt %s from %s (device %s) in %s: no key for Megolm session %s;"
+            " asking the sender's device for it", event.event_id, event.sender, event.device_id,
+            room_id, event.session_id,
+        )
+        event.room_id = room_id
+        self._undecryptable[event.event_id] = (room_id, event, time.monotonic())
+        if event.session_id in self._key_requests or not event.device_id:
+            return
+        self._key_requests.add(event.session_id)
+        request = event.as_key_request(event.sender, self.client.device_id,
+                                       device_id=event.device_id)
+        try:
+            await self._call(self.client.to_device, request)
+        except CannotDeliver as refusal:
+            log.warning("matrix: cannot ask for the key of %s: %s", event.event_id, refusal)
+
+    async def _retry_undecryptable(self, *, give_up: bool = False) -> None:
+        """After each sync: what can be decrypted now is handled; what waited KEY_WAIT in vain
+        (or anything still waiting when the bot stops) gets the sender asked to send it again."""
+        for event_id, (room_id, event, since) in list(self._undecryptable.items()):
+            try:
+                decrypted = self.client.decrypt_event(event)
+            except EncryptionError:
+                if time.monotonic() - since < KEY_WAIT and not give_up:
+                    continue
+                del self._undecryptable[event_id]
+                log.warning("matrix: no key came for %s; asking %s to send it again",
+                            event_id, event.sender)
+                await self._ask_to_send_again(room_id, event)
+                continue
+            del self._undecryptable[event_id]
+            log.info("matrix: the key for %s came; handling it", event_id)
+            await self._handle_event(room_id, decrypted)
+
+    async def _ask_to_send_again(self, room_id: str, event: MegolmEvent) -> None:
+        text = self.app.renderer.render(
+            self.app.config.lang, "core/undecryptable", private=False,
+            person="@" + _localpart(event.sender),
+        )
+        try:
+            await self.send(room_id, Outgoing(
+                text=text, reply_to=event.event_id, key=f"undecryptable-{event.event_id}",
+            ))
+        except (CannotDeliver, Unavailable) as error:
+            log.warning("matrix: cannot ask %s to send again: %s", event.sender, error)
+
     async def _attachments_for(
         self, room_id: str, command: Event, reply_to: str | None
     ) -> tuple[Attachment, ...]:
@@ -299,19 +454,29 @@ class MatrixTransport:
                 replied = await self._call(self.client.room_get_event, room_id, reply_to)
             except CannotDeliver:
                 replied = None
-            if replied is not None and isinstance(replied.event, RoomMessageFile):
+            if replied is not None and isinstance(
+                replied.event, RoomMessageFile | RoomEncryptedFile
+            ):
                 return (await self._download(replied.event),)
         if recent is not None and command.server_timestamp - recent.server_timestamp <= FILE_WINDOW_MS:
             return (await self._download(recent),)
         return ()
 
-    async def _download(self, event: RoomMessageFile) -> Attachment:
+    async def _download(self, event: RoomMessageFile | RoomEncryptedFile) -> Attachment:
         name = event.source["content"].get("filename") or event.body
         try:
             response = await self._call(self.client.download, mxc=event.url)
         except CannotDeliver as refusal:  # the media is gone: the command says what is missing
             log.warning("matrix: cannot download %s: %s", event.url, refusal)
             return Attachment(name=name, data=b"")
+        if isinstance(event, RoomEncryptedFile):
+            try:
+                data = decrypt_attachment(response.body, event.key["k"], event.hashes["sha256"],
+                                          event.iv)
+            except (EncryptionError, KeyError) as error:
+                log.warning("matrix: cannot decrypt the file %s: %s", event.url, error)
+                return Attachment(name=name, data=b"")
+            return Attachment(name=name, data=data)
         return Attachment(name=name, data=response.body)
 
     async def _handle_reaction(self, room_id: str, event: ReactionEvent) -> None:
@@ -386,14 +551,30 @@ class MatrixTransport:
         created = await self._call(
             self.client.room_create, is_direct=True, invite=[user],
             preset=RoomPreset.trusted_private_chat,
+            initial_state=[{"type": "m.room.encryption", "state_key": "",
+                            "content": {"algorithm": MEGOLM}}],
         )
         await self._save(self._direct_key(created.room_id), user)
+        self._created.add(created.room_id)
         log.info("matrix: opened a direct room with %s", user)
+        # The room key must reach the invitee: wait until a sync shows them in the room.
+        room_id = created.room_id
+        await self._until(lambda: user in getattr(self.client.rooms.get(room_id), "users", ()),
+                          f"the invite in {room_id}")
         return created.room_id
+
+    async def _until(self, condition: Callable[[], bool], what: str) -> None:
+        """Waits (ROOM_WAIT at most) for the sync loop to bring what `condition` checks."""
+        deadline = time.monotonic() + ROOM_WAIT
+        while not condition():
+            if time.monotonic() > deadline:
+                raise Unavailable(f"{what} has not come in a sync yet")
+            await asyncio.sleep(0.1)
 
     # --- sending ------------------------------------------------------------------------
 
     async def send(self, chat: str, message: Outgoing) -> Sent:
+        encrypted = await self._prepare_encrypted(chat)
         ids: list[str] = []
         for index, part in enumerate(_parts(message.text)):
             content = _notice(part)
@@ -403,7 +584,7 @@ class MatrixTransport:
             ids.append(await self._send_event(chat, "m.room.message", content, message.key, index,
                                               give_way=index == 0))
         if message.file_name:
-            ids.append(await self._send_file(chat, message))
+            ids.append(await self._send_file(chat, message, encrypted))
         if message.buttons and ids:
             # The bot reacts first, so people just tap.
             for index, button in enumerate(message.buttons):
@@ -444,26 +625,99 @@ class MatrixTransport:
     ) -> str:
         # The same transaction id on a retry makes the homeserver return the first event.
         tx_id = f"{key}-{part}" if key else None
-        response = await self._call(self.client.room_send, chat, event_type, content, tx_id=tx_id,
-                                    give_way=give_way)
+        response = await self._call(
+            self.client.room_send, chat, event_type, content, tx_id=tx_id,
+            ignore_unverified_devices=self.trust == "tofu", give_way=give_way,
+        )
         return response.event_id
 
-    async def _send_file(self, chat: str, message: Outgoing) -> str:
+    # --- encryption: whom the room key goes to ----------------------------------------------
+
+    async def _prepare_encrypted(self, chat: str) -> bool:
+        """Whether the room is encrypted; if it is, its members' devices are known and the
+        trust policy is applied to them before anything is encrypted for them."""
+        client = self.client
+        await self._until(self._synced.is_set, "the first sync")
+        if chat in self._created:  # a room the bot just made: nio knows it after the next sync
+            await self._until(lambda: chat in client.rooms, f"the room {chat}")
+        room = client.rooms.get(chat)
+        if room is None:
+            raise CannotDeliver(f"the bot is not in the room {chat}")
+        if not room.encrypted:
+            return False
+        if not room.members_synced:
+            await self._call(client.joined_members, chat)
+        if client.should_query_keys:
+            with contextlib.suppress(LocalProtocolError):  # the sync loop did it meanwhile
+                await self._call(client.keys_query)
+        self._apply_trust(chat)
+        return True
+
+    def _apply_trust(self, chat: str) -> None:
+        """Marks each member device trusted or blocked as the policy says (nio then gives room
+        keys to trusted devices only), and starts a new room key if the set of devices that
+        should hold the current one has changed."""
+        client = self.client
+        trusted = self._trusted_devices() if self.trust == "verified" else set()
+        session = client.olm.outbound_group_sessions.get(chat)
+        holders = session.users_shared_with if session is not None and session.shared else None
+        rotate = False
+        for user_id in client.rooms[chat].users:
+            for device in client.device_store.active_user_devices(user_id):
+                if device.id == client.device_id:
+                    continue
+                allowed = self.trust == "tofu" or (user_id, device.id, device.ed25519) in trusted
+                if allowed and not device.verified:
+                    log.info("matrix: trusting %s's device %s (%s)", user_id, device.id,
+                             "on first use" if self.trust == "tofu" else "listed")
+                    client.unblacklist_device(device)
+                    client.verify_device(device)
+                elif not allowed and not device.blacklisted:
+                    log.warning("matrix: %s's device %s is not verified; it gets no room keys",
+                                user_id, device.id)
+                    client.unverify_device(device)
+                    client.blacklist_device(device)
+                if holders is not None and allowed != ((user_id, device.id) in holders):
+                    rotate = True  # a device came, or lost the trust, since the key was shared
+        if rotate:
+            client.invalidate_outbound_session(chat)
+
+    def _trusted_devices(self) -> set[tuple[str, str, str]]:
+        """matrix-store/trusted-devices: `@user:server DEVICE_ID ed25519-key` a line."""
+        path = self.store_dir / "trusted-devices"
+        if not path.exists():
+            return set()
+        trusted = set()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            words = line.split("#")[0].split()
+            if len(words) == 3:
+                trusted.add((words[0], words[1], words[2]))
+            elif words:
+                log.warning("matrix: %s: cannot read the line %r", path, line)
+        return trusted
+
+    async def _send_file(self, chat: str, message: Outgoing, encrypted: bool) -> str:
         data = message.file_data or b""
         mimetype = mimetypes.guess_type(message.file_name)[0] or "application/octet-stream"
+        keys: dict[str, Any] = {}
 
         async def upload():
-            response, _keys = await self.client.upload(
+            response, file_keys = await self.client.upload(
                 io.BytesIO(data), content_type=mimetype, filename=message.file_name,
-                filesize=len(data),
+                filesize=len(data), encrypt=encrypted,
             )
+            keys.update(file_keys or {})
             return response
 
         uploaded = await self._call(upload)
         content = {
             "msgtype": "m.file", "body": message.file_name, "filename": message.file_name,
-            "url": uploaded.content_uri, "info": {"size": len(data), "mimetype": mimetype},
+            "info": {"size": len(data), "mimetype": mimetype},
         }
+        if encrypted:  # the homeserver holds only ciphertext; the key travels in the event
+            content["file"] = {**keys, "url": uploaded.content_uri, "mimetype": mimetype}
+        else:
+            content["url"] = uploaded.content_uri
         return await self._send_event(chat, "m.room.message", content, message.key, "file")
 
     async def _pin(self, chat: str, event_id: str) -> None:

@@ -205,6 +205,12 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
 
 class TelegramTransport:
     name = "telegram"
+    builtin_admins: frozenset[str] = frozenset()
+
+    def mention(self, word: str) -> tuple[str | None, str | None]:
+        """`@123456789` is a numeric user id; `@alice` a username."""
+        name = word.lstrip("@")
+        return (name, None) if name.isdigit() else (None, name.lower())
     capabilities = Capabilities(
         buttons=True, files=True, pin=True, delete=True, max_length=MAX_LENGTH
     )

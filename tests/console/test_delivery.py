@@ -9,12 +9,12 @@ from sqlalchemy import func, select
 
 from bot.registry import REGISTRY, command
 from bot.roles import Role
-from bot.transports.base import CannotDeliver, Capabilities, Incoming, Outgoing, Sent
+from bot.transports.base import BaseTransport, CannotDeliver, Capabilities, Incoming, Outgoing, Sent
 from storage import models
 
 
 @dataclass
-class RecordingTransport:
+class RecordingTransport(BaseTransport):
     """A network transport stand-in that records sends (and can refuse direct messages)."""
 
     name: str = "telegram"

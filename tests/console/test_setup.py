@@ -120,7 +120,7 @@ async def test_role_rules(community):
 
 async def test_set_changes_each_setting_and_rejects_bad_values(community):
     out = await community.say(":in hq", "/set digest 19:30", "/set tz Europe/Berlin", "/set followup 12h",
-                              "/set claim 90m", "/set maxhours 8", "/set retention 30d")
+                              "/set claim 90m", "/set maxhours 8", "/set retention 30d confirm")
     assert len(out.texts("hq")) == 6
     async with community.app.db.transaction() as db:
         c = await db.scalar(select(models.Community))
@@ -131,7 +131,8 @@ async def test_set_changes_each_setting_and_rejects_bad_values(community):
                          ("/set colour red", "「…」无效"), ("/set lang fr", "「…」无效")]:
         out = await community.say(bad)
         assert problem in out.text(), bad
-        assert "/set <digest|tz|lang|followup|claim|maxhours|retention> <value>" in out.text()
+        assert ("/set <digest|tz|lang|followup|claim|maxhours|shiftremind|retention"
+                "|keypersonretention> <value>") in out.text()
     out = await community.say(":as lead", ":in g1chat", "/set digest 18:00")
     assert "需要「社区书记」" in out.text()
 

@@ -15,10 +15,12 @@ from nio import (
     AsyncClient,
     ErrorResponse,
     InviteMemberEvent,
+    MegolmEvent,
     RoomCreateResponse,
     SyncResponse,
     UploadResponse,
 )
+from nio.crypto.attachments import decrypt_attachment
 
 from bot.app import App
 from bot.clock import Clock
@@ -28,6 +30,8 @@ from tests.servers.synapse import Synapse, make_user_client
 
 WAIT = 60.0  # seconds a test waits for something the bot should do
 BOT_PASSWORD = "bot-password"
+ENCRYPTION = {"type": "m.room.encryption", "state_key": "",
+              "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
 
 
 def unique(name: str) -> str:
@@ -37,17 +41,25 @@ def unique(name: str) -> str:
 
 class Member:
     """A person on Matrix: a logged-in nio client that syncs in the background and keeps
-    every room event and invite it sees."""
+    every room event and invite it sees. With a `store` directory the client encrypts and
+    decrypts like Element does: events it read decrypted are in `decrypted`, those it could
+    not decrypt stay `m.room.encrypted`."""
 
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.invites: dict[str, dict[str, Any]] = {}  # room → the invite's member event content
+        self.decrypted: set[str] = set()  # ids of the events that came encrypted
         self._task: asyncio.Task | None = None
 
     @classmethod
-    async def register(cls, synapse: Synapse, name: str) -> Member:
-        member = cls(await make_user_client(synapse, unique(name)))
+    async def register(cls, synapse: Synapse, name: str, store: Path | None = None) -> Member:
+        path = None
+        if store is not None:
+            path = store / name
+            path.mkdir(parents=True, exist_ok=True)
+        member = cls(await make_user_client(synapse, unique(name), store_path=path and str(path)))
+        await member.keys()
         first = await member.client.sync(timeout=0)
         assert isinstance(first, SyncResponse), first
         member._task = asyncio.create_task(member._follow())
@@ -67,10 +79,24 @@ class Member:
             self._task.cancel()
         await self.client.close()
 
+    async def keys(self) -> None:
+        """What an encrypting client does after each sync: its own keys up, others' down."""
+        client = self.client
+        if client.olm is None:
+            return
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            await client.keys_query()
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
+        await client.send_to_device_messages()
+
     async def _follow(self) -> None:
         while True:
             try:
                 response = await self.client.sync(timeout=2000)
+                await self.keys()
             except (OSError, TimeoutError):  # the homeserver is restarting
                 await asyncio.sleep(0.5)
                 continue
@@ -78,7 +104,13 @@ class Member:
                 await asyncio.sleep(0.5)
                 continue
             for room_id, room in response.rooms.join.items():
-                self.events[room_id].extend(e.source for e in room.timeline.events)
+                for event in room.timeline.events:
+                    if getattr(event, "decrypted", False):
+                        self.decrypted.add(event.event_id)
+                    self.events[room_id].append(
+                        {**event.source, "type": "m.room.encrypted"}
+                        if isinstance(event, MegolmEvent) else event.source
+                    )
             for room_id, room in response.rooms.invite.items():
                 for event in room.invite_state:
                     if isinstance(event, InviteMemberEvent) and event.state_key == self.user_id:
@@ -94,27 +126,55 @@ class Member:
             assert not isinstance(response, ErrorResponse), response
             return response
 
+    def encrypted(self, room_id: str) -> bool:
+        room = self.client.rooms.get(room_id)
+        return self.client.olm is not None and room is not None and room.encrypted
+
+    async def _known(self, room_id: str) -> None:
+        """An encrypting client must have synced a room before it can send there."""
+        if self.client.olm is not None:
+            await eventually(lambda: room_id in self.client.rooms, f"{self.localpart} in the room")
+
     async def say(self, room_id: str, text: str, **content: Any) -> str:
+        await self._known(room_id)
         sent = await self.call(
             self.client.room_send, room_id, "m.room.message",
-            {"msgtype": "m.text", "body": text, **content},
+            {"msgtype": "m.text", "body": text, **content}, ignore_unverified_devices=True,
         )
         return sent.event_id
 
     async def react(self, room_id: str, event_id: str, key: str) -> str:
         relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
-        sent = await self.call(self.client.room_send, room_id, "m.reaction", {"m.relates_to": relation})
+        await self._known(room_id)
+        sent = await self.call(self.client.room_send, room_id, "m.reaction",
+                               {"m.relates_to": relation}, ignore_unverified_devices=True)
         return sent.event_id
 
     async def send_file(self, room_id: str, name: str, data: bytes, caption: str | None = None) -> str:
-        uploaded, _ = await self.client.upload(
-            io.BytesIO(data), content_type="text/csv", filename=name, filesize=len(data)
+        await self._known(room_id)
+        encrypt = self.encrypted(room_id)
+        uploaded, keys = await self.client.upload(
+            io.BytesIO(data), content_type="text/csv", filename=name, filesize=len(data),
+            encrypt=encrypt,
         )
         assert isinstance(uploaded, UploadResponse), uploaded
         content = {"msgtype": "m.file", "body": caption or name, "filename": name,
-                   "url": uploaded.content_uri, "info": {"size": len(data), "mimetype": "text/csv"}}
-        sent = await self.call(self.client.room_send, room_id, "m.room.message", content)
+                   "info": {"size": len(data), "mimetype": "text/csv"}}
+        if encrypt:
+            content["file"] = {**keys, "url": uploaded.content_uri}
+        else:
+            content["url"] = uploaded.content_uri
+        sent = await self.call(self.client.room_send, room_id, "m.room.message", content,
+                               ignore_unverified_devices=True)
         return sent.event_id
+
+    async def download(self, content: dict[str, Any]) -> bytes:
+        """The bytes of a file event's content, decrypted if it came encrypted."""
+        if "file" not in content:
+            return (await self.client.download(mxc=content["url"])).body
+        file = content["file"]
+        data = (await self.client.download(mxc=file["url"])).body
+        return decrypt_attachment(data, file["key"]["k"], file["hashes"]["sha256"], file["iv"])
 
     async def create_room(self, name: str, *invitees: str, **options: Any) -> str:
         created = await self.call(self.client.room_create, name=name, invite=list(invitees), **options)
@@ -180,11 +240,13 @@ async def eventually(condition: Callable[[], bool], what: str, within: float = W
 class Bot:
     """gridbot with its Matrix transport, started and stopped like a deployment would."""
 
-    def __init__(self, synapse: Synapse, data_dir: Path, admins: tuple[str, ...]) -> None:
+    def __init__(
+        self, synapse: Synapse, data_dir: Path, admins: tuple[str, ...], **options: Any
+    ) -> None:
         self.user_id = synapse.register(unique("gridbot"), BOT_PASSWORD)
         self.config = Config(
             data_dir=data_dir, matrix_homeserver=synapse.url, matrix_user=self.user_id,
-            matrix_password=BOT_PASSWORD, admins=admins,
+            matrix_password=BOT_PASSWORD, admins=admins, **options,
         )
         self.app: App | None = None
         self.transport: MatrixTransport | None = None

@@ -19,11 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest_asyncio.fixture
-async def people(synapse: Synapse):
-    """An admin (in GRIDBOT_ADMINS) and two residents, alice and bob."""
-    admin = await Member.register(synapse, "admin")
-    alice = await Member.register(synapse, "alice")
-    bob = await Member.register(synapse, "bob")
+async def people(synapse: Synapse, tmp_path):
+    """An admin (in GRIDBOT_ADMINS) and two residents, alice and bob. Their clients encrypt
+    like Element's: the rooms here are plain, the direct rooms the bot opens are encrypted."""
+    admin, alice, bob = [await Member.register(synapse, name, store=tmp_path / "people")
+                         for name in ("admin", "alice", "bob")]
     yield admin, alice, bob
     for member in (admin, alice, bob):
         await member.close()

@@ -475,3 +475,30 @@ async def test_webhook_mode(botapi: FakeBotAPI, tmp_path: Path) -> None:
         assert (await http.post("/telegram/hook", json=update, headers=secret)).status_code == 200
     assert len(botapi.sent(WANG)) == 1
     assert botapi.calls("getUpdates") == []
+
+
+async def test_private_details_typed_in_a_group_are_removed_where_the_bot_may(
+    botapi: FakeBotAPI, tmp_path: Path
+) -> None:
+    """A key person's name typed in a grid chat: stored, answered without it, and the
+    person's message deleted when the bot is a group admin; where it is not, the person is
+    asked by direct message (once a day) to use a direct chat."""
+    populate(botapi)
+    async with running(config_for(botapi, tmp_path)):
+        await setup_grids(botapi)
+        await say(botapi, ADMIN, G1, "/household add 3-1-101")
+        await say(botapi, WANG, WANG, "/start")  # a private chat with the bot
+        sent = await say(botapi, WANG, G1, "/watch add 3-1-101 张三丰 close-contact")
+        assert botapi.deleted == []
+        [reply] = [m for m in sent if m["chat_id"] == G1]
+        assert "K1" in reply["text"] and "张三丰" not in reply["text"]
+        [hint] = [m for m in sent if m["chat_id"] == WANG]
+        assert "私聊" in hint["text"] and "张三丰" not in hint["text"]
+
+        botapi.grant_delete(G1)
+        bot_messages = {m["message_id"] for m in botapi.sent() if m["chat_id"] == G1}
+        await say(botapi, WANG, G1, "/checkin K1 38.6 咳嗽")
+        [(chat, removed)] = botapi.deleted
+        assert chat == G1 and removed not in bot_messages  # wang's message, not a reply
+        group = [m for m in botapi.sent() if m["chat_id"] == G1]
+        assert all("38.6" not in (m["text"] or "") and "咳嗽" not in (m["text"] or "") for m in group)

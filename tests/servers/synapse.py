@@ -403,15 +403,21 @@ async def make_user_client(
     username: str,
     password: str | None = None,
     config: AsyncClientConfig | None = None,
+    store_path: str | None = None,
 ) -> AsyncClient:
     """Register ``username`` and return a logged-in ``nio.AsyncClient``.
 
+    With ``store_path`` (a directory) the client has end-to-end encryption: its
+    keys live there, and the caller uploads them (``keys_upload``).
     The caller must ``await client.close()``. Usernames must be unique per
     server (the session ``synapse`` fixture is shared by all tests).
     """
     password = password or f"{username}-password"
     user_id = await asyncio.to_thread(synapse.register, username, password)
-    client = AsyncClient(synapse.url, user_id, config=config or fail_fast_client_config())
+    client = AsyncClient(
+        synapse.url, user_id, config=config or fail_fast_client_config(),
+        store_path=store_path or "",
+    )
     response = await client.login(password, device_name="gridbot-tests")
     if not isinstance(response, LoginResponse):
         await client.close()

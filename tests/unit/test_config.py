@@ -12,6 +12,8 @@ def test_defaults_need_nothing(tmp_path):
     assert config.db_url == f"sqlite+aiosqlite:///{tmp_path}/gridbot.db"
     assert (config.lang, config.tz, config.admins) == ("zh", "Asia/Shanghai", ())
     assert not config.telegram_enabled and not config.matrix_enabled
+    assert config.matrix_trust == "tofu"
+    assert load({"GRIDBOT_MATRIX_TRUST": "verified"}).matrix_trust == "verified"
 
 
 def test_environment_and_toml(tmp_path):
@@ -31,6 +33,7 @@ def test_environment_and_toml(tmp_path):
         ({"GRIDBOT_TZ": "Mars/Base"}, "GRIDBOT_TZ"),
         ({"GRIDBOT_MATRIX_HOMESERVER": "http://x"}, "GRIDBOT_MATRIX_USER"),
         ({"GRIDBOT_DATABASE_URL": "mysql://x"}, "GRIDBOT_DATABASE_URL"),
+        ({"GRIDBOT_MATRIX_TRUST": "everyone"}, "GRIDBOT_MATRIX_TRUST"),
         ({"GRIDBOT_CONFIG": "/nonexistent.toml"}, "not found"),
     ],
 )

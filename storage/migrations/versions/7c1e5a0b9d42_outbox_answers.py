@@ -1,14 +1,14 @@
 """outbox: the command a reply answers, for merged replies
 
 Revision ID: 7c1e5a0b9d42
-Revises: aa4781324752
+Revises: 9a4e3ac71e86
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "7c1e5a0b9d42"
-down_revision = "aa4781324752"
+down_revision = "9a4e3ac71e86"
 branch_labels = None
 depends_on = None
 
