@@ -9,12 +9,20 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from bot.app import App
-from bot.transports.base import Budget, Capabilities, Incoming, Outgoing, RateLimited, Sent
+from bot.transports.base import (
+    BaseTransport,
+    Budget,
+    Capabilities,
+    Incoming,
+    Outgoing,
+    RateLimited,
+    Sent,
+)
 from storage import models
 
 
 @dataclass
-class Recording:
+class Recording(BaseTransport):
     """A network transport stand-in: records sends; optionally handles a message the moment
     it starts (as Telegram's polling does), and draws on a rate budget."""
 
