@@ -296,8 +296,8 @@ async def test_leader_gets_only_their_own_grid(evening, two_sections):
 async def test_digest_is_refused_to_members_and_to_leaders_of_other_grids(evening, two_sections):
     out = await evening.say(":as wang", ":in g1chat", "/digest")
     assert out.texts() == ["/digest 需要「网格长」或以上角色。"]
-    out = await evening.say(":as lead", ":in g2chat", "/digest")
-    assert out.texts() == ["/digest 需要「网格长」或以上角色。"]
+    out = await evening.say(":as lead", ":in g2chat", "/digest")  # lead leads g1
+    assert out.texts() == ["/digest 请在你所在网格的群聊中使用。"]
 
 
 async def test_digest_takes_no_arguments(evening, two_sections):
