@@ -267,6 +267,7 @@ async def daily_digest(size: Size) -> tuple[float, int]:
         started = time.perf_counter()
         jc = JobContext(app=size.app, db=db, now=NOW)
         await digest.send_due(jc, community_id=1)
+        await jc.seal()  # messages are rendered for their readers when the work is done
         await db.flush()
         elapsed = time.perf_counter() - started
         await db.rollback()
