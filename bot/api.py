@@ -1,6 +1,7 @@
 """The small API that command modules use: declare, read arguments, answer."""
 
 from bot.args import (
+    Also,
     Celsius,
     Choice,
     Clock,
@@ -21,6 +22,7 @@ from bot.args import (
     KeyPersonRef,
     NewGridCode,
     PersonRef,
+    Plate,
     Private,
     Qty,
     ShiftRef,
@@ -36,9 +38,9 @@ from bot.registry import REGISTRY, Command, command, digest_section, hand_back, 
 from bot.roles import Role, Where
 
 __all__ = [
-    "REGISTRY", "Actions", "ArgError", "Celsius", "Choice", "Clock", "Code", "Command", "Confirm",
+    "REGISTRY", "Actions", "Also", "ArgError", "Celsius", "Choice", "Clock", "Code", "Command", "Confirm",
     "Context", "Converter", "Date", "ErrandRef", "ExistingGrid", "ExistingHousehold", "Flag", "GridCode", "GridRef", "Hours", "HouseholdCode",
-    "HouseholdRef", "Int", "Interval", "JobContext", "KeyPersonRef", "NewGridCode", "PersonRef",
+    "HouseholdRef", "Int", "Interval", "JobContext", "KeyPersonRef", "NewGridCode", "PersonRef", "Plate",
     "Private", "Qty", "Refused", "Reject", "Role", "ShiftRef", "Text", "When", "Where", "Zone",
     "command", "convert", "digest_section", "hand_back", "job", "on", "usable_here",
 ]

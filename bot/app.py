@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 OUTBOX_RETRY = timedelta(minutes=1)
 # Longer than the gap between two runs of the sweeps, so the holder keeps it while alive.
 JOBS_LEASE = timedelta(minutes=10)
+STOP_TIMEOUT = 30  # seconds a running job may take to finish when stopping
 
 
 class App:
@@ -48,7 +49,7 @@ class App:
         # delivers what it had queued at once), different on each host of a multi-instance setup.
         self.instance_id = instance_id or _instance_id(config)
         self.db = Database(config.db_url)
-        self.renderer = Renderer()
+        self.renderer = Renderer(self.clock)
         self.scheduler = Scheduler(self.clock)
         self.transports: dict[str, Transport] = {}
         self.people = People(config, self.transports)
@@ -56,6 +57,7 @@ class App:
         self.dispatcher = Dispatcher(self)
         self.bot_usernames: set[str] = set()  # filled by transports: `/cmd@name` for us
         self._stopped = asyncio.Event()
+        self._running_jobs: set[asyncio.Task] = set()
 
     async def start(self, transports: Iterable[Transport] = ()) -> None:
         if self.db.is_sqlite:
@@ -79,6 +81,13 @@ class App:
         await self.outbox.wait(pending)
 
     async def stop(self) -> None:
+        """Stops gracefully: no new jobs, the running one finishes; each transport stops
+        taking messages, finishes the one in hand and saves its offset or sync token; what
+        is queued is delivered, and what cannot go out now stays in the outbox for the next
+        start; then the database closes."""
+        self.scheduler.shutdown()
+        if self._running_jobs:
+            await asyncio.wait(set(self._running_jobs), timeout=STOP_TIMEOUT)
         await self.outbox.idle()
         for transport in list(self.transports.values()):
             try:
@@ -86,7 +95,6 @@ class App:
             except Exception:
                 log.exception("stopping transport %s", transport.name)
         self.transports.clear()
-        self.scheduler.shutdown()
         await self.db.close()
         self._stopped.set()
 
@@ -99,6 +107,14 @@ class App:
         """Runs one job in its own transaction; what it writes goes to the audit log like a
         command's, and its messages are delivered after commit."""
         name = _job_name(function)
+        task = asyncio.current_task()
+        self._running_jobs.add(task)
+        try:
+            await self._run_job(name, function)
+        finally:
+            self._running_jobs.discard(task)
+
+    async def _run_job(self, name: str, function: Callable[[JobContext], Awaitable[None]]) -> None:
         if not await self._lead_jobs():
             return  # another instance on this database runs the jobs
         try:

@@ -1,28 +1,42 @@
-"""`gridbot run | console | migrate | check-config | export`."""
+"""`gridbot run | console | migrate | check | check-config | export`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 from bot import config as config_module
+from bot import logs
 from bot.app import App
 from bot.clock import Clock
+from bot.lock import AlreadyRunning, InstanceLock, sqlite_file
 from commands.export import KINDS as EXPORT_KINDS
+
+log = logging.getLogger("gridbot")
+
+EXIT_CONFIG = 2  # the configuration is invalid
+EXIT_RUNNING = 3  # another instance holds the SQLite database
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gridbot", description=__doc__)
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default)")
+    parser.add_argument(
+        "--log-level", default=None,
+        help="DEBUG, INFO, WARNING, ERROR (default: GRIDBOT_LOG_LEVEL, else INFO when running)",
+    )
     sub = parser.add_subparsers(dest="action")
     sub.add_parser("run", help="run every configured transport (the console if none is)")
     sub.add_parser("console", help="chat with the bot in this terminal")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser("check", help="check database, migrations, transports and scheduler lease; "
+                                 "exit code 0 when healthy")
     sub.add_parser("check-config", help="validate the configuration and show it")
     export = sub.add_parser("export", help="write a community's records to a CSV file")
     export.add_argument("kind", choices=EXPORT_KINDS)
@@ -32,26 +46,55 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--out", required=True, help="the CSV file to write")
     options = parser.parse_args(argv)
     action = options.action or "run"
-    logging.basicConfig(
-        level=(options.log_level or ("INFO" if action == "run" else "WARNING")).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         config = config_module.load()
     except config_module.ConfigError as error:
         print(f"gridbot: configuration error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    networked = config.telegram_enabled or config.matrix_enabled
+    console = action == "console" or (action == "run" and not networked)
+    try:
+        level = logs.level_from(options.log_level, "INFO" if action == "run" or console else "WARNING")
+    except ValueError as error:
+        print(f"gridbot: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    # On the console the conversation is the terminal: logs go to a file in the data dir.
+    logs.setup(level, config.data_dir / logs.LOG_FILE if console else None)
     if action == "check-config":
         return _check_config(config)
+    if action == "check":
+        from bot.health import check
+
+        return asyncio.run(check(config))
     if action == "migrate":
         return asyncio.run(_migrate(config))
     if action == "export":
         return asyncio.run(_export(config, options))
-    networked = config.telegram_enabled or config.matrix_enabled
-    if action == "console" or not networked:
-        return asyncio.run(_console(config))
-    return asyncio.run(_serve(config))
+    try:
+        with _one_instance(config):
+            return asyncio.run(_console(config) if console else _serve(config))
+    except AlreadyRunning as error:
+        print(f"gridbot: {error}", file=sys.stderr)
+        return EXIT_RUNNING
+    except Exception as error:  # e.g. the database or a transport's server unreachable
+        log.exception("could not run")
+        print(f"gridbot: could not run: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+
+
+@contextmanager
+def _one_instance(config: config_module.Config):
+    """Holds the SQLite database's instance lock while the bot runs (see bot/lock.py)."""
+    database = sqlite_file(config.db_url)
+    if database is None:
+        yield
+        return
+    lock = InstanceLock(database)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _check_config(config: config_module.Config) -> int:
@@ -74,6 +117,27 @@ async def _migrate(config: config_module.Config) -> int:
     await db.close()
     print("database is up to date")
     return 0
+
+
+def _on_signals(stop) -> None:
+    """SIGTERM or Ctrl-C: `stop()` (finish what is in hand, then exit); a second one exits
+    at once."""
+    loop = asyncio.get_running_loop()
+
+    def at_once(sig: signal.Signals) -> None:
+        log.warning("%s again: exiting at once", sig.name)
+        logging.shutdown()
+        os._exit(128 + sig)
+
+    def first(sig: signal.Signals) -> None:
+        log.info("%s: stopping (finishing messages in hand; send it again to exit at once)",
+                 sig.name)
+        for again in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(again, at_once, again)
+        stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, first, sig)
 
 
 def _date(text: str) -> date:
@@ -129,11 +193,14 @@ async def _console(config: config_module.Config) -> int:
     console = ConsoleTransport()
     first, clock = first_lines_and_clock(sys.stdin, config.tz)
     app = App(config, clock=clock)
-    await app.start([console])
+    _on_signals(console.stop_reading)
     try:
+        await app.start([console])
+        log.info("running: console")
         await console.run(first)
     finally:
         await app.stop()
+        log.info("stopped")
     return 0
 
 
@@ -148,16 +215,15 @@ async def _serve(config: config_module.Config) -> int:
 
         transports.append(MatrixTransport(config))
     app = App(config, clock=Clock())
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await app.start(transports)
-    logging.getLogger("gridbot").info("running: %s", ", ".join(t.name for t in transports))
+    _on_signals(stop.set)
     try:
+        await app.start(transports)
+        log.info("running: %s", ", ".join(t.name for t in transports))
         await stop.wait()
     finally:
         await app.stop()
+        log.info("stopped")
     return 0
 
 

@@ -8,21 +8,25 @@ one error tree (bot/errors.py) become replies here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from dataclasses import replace
 from difflib import get_close_matches
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot.access import Place, Seat, allowed, grid_refusal, refusal
 from bot.context import Actions, Context
 from bot.errors import ArgError, Confirm, GridbotError, Refused, Reject
+from bot.normalise import normalise
 from bot.registry import REGISTRY, Command
 from bot.roles import Role, Where
-from bot.transports.base import Incoming
+from bot.transports.base import Incoming, Outgoing
 from storage import models
 
 if TYPE_CHECKING:
@@ -31,11 +35,42 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 4000
+# A command that meets the database locked or restarting is run again this many times, after
+# growing pauses (about 7 s in all), before the person is told to try again.
+DB_ATTEMPTS = 4
+FIRST_PAUSE = 1.0
 CONFIRM_WORDS = {"confirm", "确认"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 _COMMAND = re.compile(r"[/／](\S+?)(?:@(\S+))?(?:\s+(.*))?", re.DOTALL)
 # Command names safe to repeat in a group when unknown (anything else may be private text).
 _PLAIN_NAME = re.compile(r"[a-z0-9_]{1,32}")
+
+
+# Driver errors that mean "the connection is gone or the server is not accepting yet"
+# (asyncpg's, by class name so that SQLite-only installs need no asyncpg).
+_CONNECTION_ERRORS = {
+    "PostgresConnectionError", "ConnectionDoesNotExistError", "OperatorInterventionError",
+    "CannotConnectNowError", "ConnectionFailureError",
+}
+
+
+def transient(error: BaseException) -> bool:
+    """Whether an error means the database is unavailable for now (SQLite locked beyond its
+    busy timeout, PostgreSQL restarting or unreachable), so the command may simply run again
+    (its transaction was rolled back)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, DBAPIError) and (
+            error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+        ):
+            return True
+        if isinstance(error, ConnectionError | TimeoutError) or type(error) is OSError:
+            return True
+        if any(cls.__name__ in _CONNECTION_ERRORS for cls in type(error).__mro__):
+            return True
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        seen += 1
+    return False
 
 
 def split_command(text: str) -> tuple[str, str | None, str] | None:
@@ -51,20 +86,18 @@ class Dispatcher:
         self.app = app
 
     async def handle(self, msg: Incoming, *, wait_for_delivery: bool = True) -> None:
+        msg = replace(msg, text=normalise(msg.text))  # phone-typed forms, once (bot/normalise.py)
         parsed = split_command(msg.text)
         if parsed is None:
             return  # ordinary conversation in the chat
         name, addressed_to, args = parsed
         if addressed_to and self.app.bot_usernames and addressed_to.lower() not in self.app.bot_usernames:
             return  # `/cmd@otherbot`
-        try:
-            ctx = await self._run(msg, name, args)
-        except Exception:
-            log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
-                          msg.transport, msg.chat, msg.sender, msg.text[:200])
-            ctx = await self._answer_failure(msg)
+        ctx = await self._run_retrying(msg, name, args)
         if ctx is None:
             return
+        log.info("command transport=%s chat=%s person=%s command=/%s outcome=%s",
+                 msg.transport, msg.chat, msg.sender, name, getattr(ctx, "outcome", "ok"))
         for event, values in ctx.events:
             await self.app.emit(event, **values)
         if wait_for_delivery:
@@ -73,6 +106,36 @@ class Dispatcher:
             self.app.outbox.deliver_soon(ctx.queued)
         if ctx.private_input:
             await self._remove_private_input(ctx)
+
+    async def _run_retrying(self, msg: Incoming, name: str, args: str) -> Context | None:
+        """Runs the command; again after a pause while the database is unavailable (locked,
+        restarting), which is safe: the transaction was rolled back, and a redelivered message
+        is recognised by its dedupe record. If it stays unavailable, the person is told to
+        send the command again; any other error gets an apology."""
+        pause = FIRST_PAUSE
+        for attempt in range(1, DB_ATTEMPTS + 1):
+            try:
+                return await self._run(msg, name, args)
+            except Exception as error:
+                if not transient(error):
+                    log.exception("command failed: transport=%s chat=%s sender=%s text=%r",
+                                  msg.transport, msg.chat, msg.sender, msg.text[:200])
+                    ctx = await self._answer_failure(msg)
+                    if ctx is not None:
+                        ctx.outcome = "error"
+                    return ctx
+                if attempt == DB_ATTEMPTS:
+                    log.error("command not handled: database unavailable (%s) transport=%s "
+                              "chat=%s person=%s command=/%s", error, msg.transport, msg.chat,
+                              msg.sender, name)
+                    await self._tell_unavailable(msg)
+                    return None
+                log.warning("command retried: database unavailable (%s) transport=%s chat=%s "
+                            "person=%s command=/%s attempt=%d", type(error).__name__,
+                            msg.transport, msg.chat, msg.sender, name, attempt)
+                await asyncio.sleep(pause)
+                pause *= 2
+        return None
 
     async def _run(self, msg: Incoming, name: str, args: str) -> Context | None:
         async with self.app.db.transaction() as db:
@@ -87,6 +150,7 @@ class Dispatcher:
                 del ctx.queued[kept:]  # replies queued by the rolled-back command
                 ctx.discard_unrendered()
                 ctx.events.clear()
+                ctx.outcome = f"refused:{getattr(problem, 'template', type(problem).__name__)}"
                 ctx.private_input = False
                 self._explain(ctx, name, args, problem)
             await ctx.seal()
@@ -306,6 +370,19 @@ class Dispatcher:
                          command=ctx.command.name if ctx.command else "")
             await actions.seal()
         await self.app.outbox.deliver(actions.queued)
+
+    async def _tell_unavailable(self, msg: Incoming) -> None:
+        """The database cannot be reached: says so straight through the transport (nothing
+        can be queued), so that the person knows to send the command again."""
+        transport = self.app.transports.get(msg.transport)
+        if transport is None:
+            return
+        text = self.app.renderer.render(self.app.config.lang, "core/try_again")
+        reply_to = None if msg.is_direct else msg.message_id
+        try:
+            await transport.send(msg.chat, Outgoing(text=text, reply_to=reply_to))
+        except Exception:
+            log.exception("could not tell chat=%s that the database is unavailable", msg.chat)
 
     async def _answer_failure(self, msg: Incoming) -> Context | None:
         """After an unexpected error: apologise once, and never handle the message again."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib.resources import files
 from zoneinfo import ZoneInfo
@@ -24,7 +24,8 @@ TEMPLATES = files("templates")
 
 
 class Renderer:
-    def __init__(self) -> None:
+    def __init__(self, clock=None) -> None:
+        self.clock = clock  # times not in this year show their year
         self._envs = {lang: self._environment(lang) for lang in LANGUAGES}
 
     def render(
@@ -38,7 +39,8 @@ class Renderer:
         **values: object,
     ) -> str:
         template = self._envs[lang].get_template(name + ".j2")
-        text = template.render(_viewer=viewer, _tz=ZoneInfo(tz), _lang=lang, **values)
+        now = self.clock.now() if self.clock is not None else datetime.now(UTC)
+        text = template.render(_viewer=viewer, _tz=ZoneInfo(tz), _lang=lang, _now=now, **values)
         return _tidy(text)
 
     def exists(self, lang: str, name: str) -> bool:
@@ -110,10 +112,15 @@ def _may_see(context, subject: object) -> bool:
 
 
 @pass_context
-def _localtime(context, value: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
+def _localtime(context, value: datetime | None, fmt: str | None = None) -> str:
+    """`02-15 18:00` this year; `2099-01-01 00:00` in another year (unless `fmt` is given)."""
     if value is None:
         return "-"
-    return value.astimezone(context["_tz"]).strftime(fmt)
+    local = value.astimezone(context["_tz"])
+    if fmt is None:
+        this_year = context["_now"].astimezone(context["_tz"]).year
+        fmt = "%m-%d %H:%M" if local.year == this_year else "%Y-%m-%d %H:%M"
+    return local.strftime(fmt)
 
 
 @pass_context

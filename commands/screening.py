@@ -26,6 +26,7 @@ from bot.api import (
     ExistingHousehold,
     HouseholdRef,
     Int,
+    Plate,
     Private,
     Reject,
     Role,
@@ -52,17 +53,6 @@ class Place(Converter):
     """Where a visitor comes from, one word (`from=武汉`)."""
 
     placeholder = "place"
-
-
-class Plate(Converter):
-    """A vehicle plate as typed (`蒙A12345`), upper-cased."""
-
-    placeholder = "plate"
-
-    async def convert(self, ctx: Context, word: str) -> str:
-        if normalise_household(word) is not None:
-            raise ArgError("missing", name="<plate>")  # a household typed where the plate goes
-        return word.upper()
 
 
 class HouseholdIfCode(ExistingHousehold):
@@ -246,7 +236,7 @@ async def visitor(
 @command("vehicle", role=Role.MEMBER, where=Where.GRID, aliases=("车辆",))
 async def vehicle(
     ctx: Context,
-    plate: Annotated[str, Plate()],
+    plate: Plate,
     household: Annotated[models.Household, HouseholdIfCode()] | None = None,
     note: Text = "",
 ) -> None:

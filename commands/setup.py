@@ -326,6 +326,19 @@ async def _grids_without_role(
     ))
 
 
+# Bounds of the /set values given as durations or numbers (retentions are bounded below in
+# RETENTION_BOUNDS, shiftremind by the shifts domain); widening a time window a lot (over
+# CONFIRM_FACTOR) lets work go unnoticed for longer, so it is asked again.
+SETTING_BOUNDS: dict[str, tuple[object, object]] = {
+    "followup": (timedelta(hours=1), timedelta(days=7)),
+    "claim": (timedelta(minutes=10), timedelta(days=3)),
+    "maxhours": (1, 24),
+}
+CONFIRM_FACTOR = 2
+WINDOWS = {  # the current value of each time window
+    "followup": lambda c: timedelta(minutes=c.followup_minutes),
+    "claim": lambda c: timedelta(minutes=c.claim_minutes),
+}
 # Settings that, shortened, remove health data sooner: asked again before they change.
 RETENTION_SETTINGS = {"retention": "retention_days", "keypersonretention": "anonymise_days"}
 RETENTION_BOUNDS = {"retention": (7, 3650), "keypersonretention": (1, 365)}  # days
@@ -358,6 +371,12 @@ async def set_(
         parsers[name] = (Interval, lambda v, c=column, n=name: setattr(community, c, _days(v, n)))
     kind, apply = parsers[key]
     parsed = await convert(ctx, kind, value)
+    if key in SETTING_BOUNDS:
+        low, high = SETTING_BOUNDS[key]
+        if not low <= parsed <= high:
+            raise ArgError("setting_range", key=key, word=value, low=low, high=high)
+    if key in WINDOWS and parsed > WINDOWS[key](community) * CONFIRM_FACTOR:
+        ctx.confirm("setup/confirm_setting", key=key, old=WINDOWS[key](community), new=parsed)
     if key in RETENTION_SETTINGS:
         days, current = _days(parsed, key), getattr(community, RETENTION_SETTINGS[key])
         if days < current:

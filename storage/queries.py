@@ -6,27 +6,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import distinct, func, select, update
+from sqlalchemy import distinct, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models
 
 
 async def next_number(db: AsyncSession, community_id: int, kind: str) -> int:
-    """The next per-community number for `kind` ('E', 'S', 'K'). The row update locks the
-    counter (PostgreSQL) or runs under the write lock (SQLite), so no number is given twice."""
+    """The next per-community number for `kind` ('E', 'S', 'K'). One upsert: the first number
+    of a kind is created and later ones counted up in the same statement, which locks the
+    counter (PostgreSQL) or runs under the write lock (SQLite), so no number is given twice,
+    even when two commands ask for the very first one at once."""
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        update(models.Counter)
-        .where(models.Counter.community_id == community_id, models.Counter.kind == kind)
-        .values(last=models.Counter.last + 1)
+        insert(models.Counter)
+        .values(community_id=community_id, kind=kind, last=1)
+        .on_conflict_do_update(
+            index_elements=[models.Counter.community_id, models.Counter.kind],
+            set_={"last": models.Counter.last + 1},
+        )
         .returning(models.Counter.last)
     )
-    number = await db.scalar(stmt)
-    if number is None:
-        db.add(models.Counter(community_id=community_id, kind=kind, last=1))
-        await db.flush()
-        number = 1
-    return int(number)
+    return int(await db.scalar(stmt))
 
 
 @dataclass

@@ -8,8 +8,10 @@ prints as a block: `[<chat>]`, the text, a blank line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
+import threading
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -69,7 +71,8 @@ class ConsoleTransport:
         self.app: App | None = None
         self._count = 0  # messages typed
         self._sent = 0  # messages printed
-        self._run = uuid.uuid4().hex[:8]  # keeps message ids unique across runs on one database
+        self._run = uuid.uuid4().hex[:8]
+        self._stopping = asyncio.Event()  # keeps message ids unique across runs on one database
 
     async def start(self, app: App) -> None:
         self.app = app
@@ -83,15 +86,50 @@ class ConsoleTransport:
             await self.feed(line)
         live = self.stdin.isatty() and isinstance(self.app.clock, ManualClock)
         ticker = asyncio.create_task(self._follow_real_time()) if live else None
+        stopping = asyncio.create_task(self._stopping.wait())
         try:
-            while True:
-                line = await asyncio.to_thread(self.stdin.readline)
+            while not self._stopping.is_set():
+                reading = asyncio.ensure_future(self._readline())
+                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    reading.cancel()
+                    break
+                line = reading.result()
                 if not line:
                     break
-                await self.feed(line)
+                await self.feed(line)  # a line in hand is finished even when asked to stop
         finally:
+            stopping.cancel()
             if ticker:
                 ticker.cancel()
+
+    def stop_reading(self) -> None:
+        """Asks `run` to stop after the line in hand (on SIGTERM or Ctrl-C)."""
+        self._stopping.set()
+
+    async def _readline(self) -> str:
+        """One line of input, read in a daemon thread: a pending read never holds up exit."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def deliver(result: str | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        def read() -> None:
+            try:
+                result: str | BaseException = self.stdin.readline()
+            except Exception as error:  # e.g. stdin closed under us
+                result = error
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(deliver, result)
+
+        threading.Thread(target=read, name="console-stdin", daemon=True).start()
+        return await future
 
     async def feed(self, line: str) -> None:
         line = line.rstrip("\r\n")

@@ -252,7 +252,8 @@ class TelegramTransport:
         if self.ptb.updater.running:
             await self.ptb.updater.stop()
         if self.ptb.running:
-            await self.ptb.stop()
+            await self.ptb.stop()  # the update in hand is handled; its offset is confirmed
+        await self.app.outbox.idle()  # its answers go out while the bot can still send
         await self.ptb.shutdown()
 
     async def _start_webhook(self, url: str) -> None:

@@ -136,9 +136,9 @@ async def test_visitor_and_vehicle_logs_count_the_day(community):
 
     out = await bot.say("/vehicle 蒙A12345 3-1-101 送货")
     assert "蒙A12345" in out.text() and "3-1-101" in out.text() and "1 辆次" in out.text()
-    out = await bot.say("/vehicle 蒙b7 送货上门")  # no household: the rest is the note
-    assert "蒙B7" in out.text() and "2 辆次" in out.text()
-    out = await bot.say("/vehicle 蒙C1 3-1-999 送货")  # a mistyped household is no note
+    out = await bot.say("/vehicle 蒙b 12347 送货上门")  # no household: the rest is the note
+    assert "蒙B12347" in out.text() and "2 辆次" in out.text()
+    out = await bot.say("/vehicle 蒙C12345 3-1-999 送货")  # a mistyped household is no note
     assert "3-1-999" in out.text() and "相近的户号" in out.text()
     assert "/vehicle <plate> [household] [note…]" in out.text()
     out = await bot.say("/vehicle 3-1-101")
@@ -178,7 +178,7 @@ async def test_replies_in_english(community):
     assert "3-1-101 screened: fever" in out.text("g1chat")
     assert "Round 1: 1/24" in out.text("g1chat")
     assert "temperature 38.4 °C" in out.text("dm:lead")
-    out = await bot.say("/coverage", "/visitor 3-1-101 from=Wuhan", "/vehicle AB123 3-1-101")
+    out = await bot.say("/coverage", "/visitor 3-1-101 from=Wuhan", "/vehicle 京A12345 3-1-101")
     assert "building 3: 1/24" in out.text()
     assert "Visitors in this grid today: 1" in out.text()
     assert "Vehicles in this grid today: 1" in out.text()

@@ -53,6 +53,8 @@ async def add_shift(bot, start: str, end: str, people: dict[str, str], *, credit
             community_id=grid.community_id, number=await next_number(db, grid.community_id, "S"),
             grid_id=grid.id, post_id=post.id, starts_at=at(start), ends_at=at(end), slots=2,
             created_by_id=persons["lead"].id, credited_at=at(end) if credited else None,
+            # Seeded as past its reminder and start: the shifts module has nothing to say.
+            reminded_at=at(start), started_alerted_at=at(start),
         )
         db.add(shift)
         await db.flush()

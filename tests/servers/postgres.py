@@ -229,6 +229,17 @@ class Postgres:
         self._port = None
         atexit.unregister(self.stop)
 
+    def restart(self, down_for: float = 0.0) -> None:
+        """Fast shutdown (every session is cut), `down_for` seconds down, then the server
+        again on the same port with the same data: a restart or failover as clients see it."""
+        if self._proc is None:
+            raise RuntimeError("server not started")
+        proc, self._proc = self._proc, None
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        time.sleep(down_for)
+        self._launch(self._bindir or find_bindir(), _server_account(), port=self._port)
+
     def __enter__(self) -> Postgres:
         return self.start()
 
@@ -312,10 +323,12 @@ class Postgres:
                 f"initdb failed (exit {result.returncode}):\n{_tail(result.stdout)}"
             )
 
-    def _launch(self, bindir: Path, account: pwd.struct_passwd | None) -> None:
+    def _launch(
+        self, bindir: Path, account: pwd.struct_passwd | None, port: int | None = None
+    ) -> None:
         assert self._tmp is not None
         sockets = self._tmp / "sockets"
-        sockets.mkdir()
+        sockets.mkdir(exist_ok=True)
         if account is not None:
             os.chown(sockets, account.pw_uid, account.pw_gid)
         settings = {
@@ -324,8 +337,9 @@ class Postgres:
             "unix_socket_directories": str(sockets),
         }
         log_path = self._tmp / "postgres.log"
+        fixed = port
         for attempt in range(1, 4):
-            port = _free_port()
+            port = fixed or _free_port()
             with log_path.open("wb") as log:  # the child keeps its own copy of the fd
                 self._proc = subprocess.Popen(
                     [str(bindir / "postgres"), "-D", str(self._tmp / "data"), "-p", str(port)]
@@ -349,7 +363,7 @@ class Postgres:
                 port_taken = "could not bind" in log_text  # lost the race for the free port
                 self._proc.wait(timeout=30)  # wait_until_ready only gives up once it has exited
                 self._proc = None
-                if not (port_taken and attempt < 3):
+                if not (port_taken and attempt < 3 and not fixed):
                     raise
 
     def _wait_until_ready(self, log_path: Path) -> None:
