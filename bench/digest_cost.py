@@ -1,8 +1,13 @@
 """Digest cost as history grows: the same unfinished work on top of 1× and 10× history.
 
-    python -m bench.digest_cost [--grids 8] [--days 30] [--reps 9]
+    python -m bench.digest_cost [--grids 8] [--households 960] [--days 30] [--reps 9]
+                                [--postgres]
 
-Two SQLite databases hold one community each: grids, households, members, door-to-door
+    python -m bench.digest_cost --grids 100 --households 50000 --reps 5             # a city
+    python -m bench.digest_cost --grids 100 --households 50000 --reps 5 --postgres
+
+Two databases (SQLite files, or with --postgres two databases on a throwaway PostgreSQL
+server from tests/servers/postgres.py) hold one community each: grids, households, members, door-to-door
 screenings in 10-day rounds, visitors and vehicles, key persons with check-ins, and errands,
 spread over `days` and over 10 × `days` past days. What is unfinished at digest time (the
 current round, key persons under observation, errands not done, the last 24 h) is the
@@ -11,13 +16,16 @@ again) is timed on each, alternately, and so is each section on its own; the rat
 10×/1× should stay near 1 when every query is bounded by unfinished work and indexed.
 For the statements that grow with history the query plan (EXPLAIN QUERY PLAN) is shown.
 
-No ANALYZE is run, as none is in production: the planner works without statistics.
+No ANALYZE is run on SQLite, as none is in production: the planner works without
+statistics. PostgreSQL's autovacuum analyses on its own; the bench runs ANALYZE once after
+loading, as autovacuum would have by then.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import random
 import statistics
@@ -29,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert, select, text
 
 from bot.app import App
 from bot.clock import ManualClock
@@ -42,7 +50,7 @@ from storage import models
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 2, 10, 20, 1, tzinfo=TZ).astimezone(UTC)  # just after the 20:00 digest
 DAY = timedelta(days=1)
-HOUSEHOLDS = (5, 2, 6, 2)  # per grid: buildings, units, floors, rooms → 120 households
+UNITS, FLOORS, ROOMS = 2, 6, 2  # per building: 24 households
 ROUND_DAYS = 10  # a screening round visits every household once in 10 days
 CURRENT_ROUND_AGE = 5  # the current round started 5 days ago: half the households done
 VISITS_PER_DAY = 5  # visitors, and vehicles, per grid and day
@@ -60,8 +68,10 @@ def local(age: int, hour: int, minute: int = 0) -> datetime:
 class History:
     """The rows of one community over `days` past days, with ids given here (bulk insert)."""
 
-    def __init__(self, grids: int, days: int) -> None:
+    def __init__(self, grids: int, days: int, households: int) -> None:
         self.rows: dict[type, list[dict]] = defaultdict(list)
+        self.counted: dict[str, int] = defaultdict(int)
+        self.grids, self.days, self.per_grid = grids, days, households // grids
         self.random = random.Random(7)
         self.ids: dict[type, itertools.count] = defaultdict(lambda: itertools.count(1))
         self.created = local(days + 1, 9)
@@ -73,16 +83,21 @@ class History:
         self.add(models.Membership, community_id=1, person_id=1, role="secretary",
                  created_at=self.created)
         self.numbers = {"E": itertools.count(1), "K": itertools.count(1)}
-        current_round = 1 + -(-(days - CURRENT_ROUND_AGE) // ROUND_DAYS)
-        for g in range(1, grids + 1):
-            self.grid(g, days, current_round)
+        self.current_round = 1 + -(-(days - CURRENT_ROUND_AGE) // ROUND_DAYS)
+
+    def take(self) -> dict[type, list[dict]]:
+        """The rows made since the last call (a city's history does not fit in memory)."""
+        rows, self.rows = self.rows, defaultdict(list)
+        return rows
 
     def add(self, model: type, **values) -> int:
         row_id = next(self.ids[model])
         self.rows[model].append({"id": row_id, **values})
+        self.counted[model.__tablename__] += 1
         return row_id
 
-    def grid(self, g: int, days: int, current_round: int) -> None:
+    def grid(self, g: int) -> None:
+        days, current_round = self.days, self.current_round
         grid = self.add(models.Grid, community_id=1, code=f"g{g:02d}", name=f"{g}网格",
                         round_no=current_round, round_started_at=local(CURRENT_ROUND_AGE, 8),
                         created_at=self.created)
@@ -96,15 +111,15 @@ class History:
             self.add(models.Membership, community_id=1, grid_id=grid, person_id=person, role=role,
                      created_at=self.created)
             members.append(person)
-        buildings, units, floors, rooms = HOUSEHOLDS
-        households = [
-            self.add(models.Household, community_id=1, grid_id=grid, code=f"{b}-{u}-{f}{r:02d}",
-                     building=str(b), created_at=self.created)
-            for b in range(g * 10, g * 10 + buildings)
-            for u in range(1, units + 1)
-            for f in range(1, floors + 1)
-            for r in range(1, rooms + 1)
-        ]
+        per_building = UNITS * FLOORS * ROOMS
+        households = []
+        for k in range(self.per_grid):
+            b, k_in = g * 1000 + k // per_building, k % per_building
+            u, f, r = k_in // (FLOORS * ROOMS) + 1, k_in // ROOMS % FLOORS + 1, k_in % ROOMS + 1
+            households.append(self.add(
+                models.Household, community_id=1, grid_id=grid, code=f"{b}-{u}-{f}{r:02d}",
+                building=str(b), created_at=self.created,
+            ))
         for age in range(days - 1, -1, -1):
             self.screenings(grid, households, members, age, current_round)
             self.visits(grid, households, members, age)
@@ -185,7 +200,7 @@ class History:
             self.add(models.Errand, **row)
 
     def counts(self) -> dict[str, int]:
-        return {model.__tablename__: len(rows) for model, rows in self.rows.items()}
+        return dict(self.counted)
 
 
 # Parents before children (foreign keys are on).
@@ -216,15 +231,32 @@ class Size:
             self.examples[key] = parameters
 
 
-async def build(workdir: Path, label: str, grids: int, days: int) -> tuple[Size, dict[str, int]]:
-    app = App(Config(data_dir=workdir / label), clock=ManualClock(NOW))
+CHUNK = 5000  # rows per INSERT batch
+
+
+async def build(workdir: Path, label: str, grids: int, days: int, households: int,
+                url: str = "") -> tuple[Size, dict[str, int]]:
+    app = App(Config(data_dir=workdir / label, database_url=url), clock=ManualClock(NOW))
     await app.start([])
-    history = History(grids, days)
+    history = History(grids, days, households)
+
+    async def write(rows: dict[type, list[dict]]) -> None:
+        async with app.db.transaction() as db:
+            for model in ORDER:
+                for start in range(0, len(rows[model]), CHUNK):
+                    await db.execute(insert(model), rows[model][start : start + CHUNK])
+
+    await write(history.take())
+    for g in range(1, grids + 1):
+        history.grid(g)
+        await write(history.take())
     async with app.db.transaction() as db:
-        for model in ORDER:
-            await db.execute(insert(model), history.rows[model])
         db.add(models.Counter(community_id=1, kind="E", last=next(history.numbers["E"]) - 1))
         db.add(models.Counter(community_id=1, kind="K", last=next(history.numbers["K"]) - 1))
+    if not app.db.is_sqlite:
+        async with app.db.engine.connect() as conn:
+            await conn.execute(text("COMMIT"))
+            await conn.execute(text("ANALYZE"))
     return Size(label, app), history.counts()
 
 
@@ -235,6 +267,7 @@ async def daily_digest(size: Size) -> tuple[float, int]:
         started = time.perf_counter()
         jc = JobContext(app=size.app, db=db, now=NOW)
         await digest.send_due(jc, community_id=1)
+        await jc.seal()  # messages are rendered for their readers when the work is done
         await db.flush()
         elapsed = time.perf_counter() - started
         await db.rollback()
@@ -266,8 +299,11 @@ async def sections(size: Size) -> dict[str, float]:
 
 
 async def plan(size: Size, statement: str, parameters) -> list[str]:
-    """EXPLAIN QUERY PLAN, indented as SQLite nests it."""
+    """EXPLAIN QUERY PLAN, indented as SQLite nests it (PostgreSQL's EXPLAIN as it is)."""
     async with size.app.db.engine.connect() as conn:
+        if not size.app.db.is_sqlite:
+            rows = (await conn.exec_driver_sql("EXPLAIN " + statement, parameters)).all()
+            return [row[0] for row in rows]
         rows = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)).all()
     depth = {0: -1}
     lines = []
@@ -330,10 +366,19 @@ async def growing_statements(small: Size, large: Size) -> list[Growth]:
     return sorted(found, reverse=True)
 
 
-async def run(grids: int, days: int, reps: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        small, small_rows = await build(Path(tmp), "1x", grids, days)
-        large, large_rows = await build(Path(tmp), "10x", grids, days * 10)
+async def run(grids: int, days: int, households: int, reps: int, postgres: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        urls = {"1x": "", "10x": ""}
+        if postgres:
+            from tests.servers.postgres import Postgres
+
+            server = stack.enter_context(Postgres())
+            urls = {label: server.create_database(f"digest_{label}") for label in urls}
+        started = time.perf_counter()
+        small, small_rows = await build(Path(tmp), "1x", grids, days, households, urls["1x"])
+        large, large_rows = await build(Path(tmp), "10x", grids, days * 10, households,
+                                        urls["10x"])
+        loaded = time.perf_counter() - started
         try:
             result = await measure(small, large, reps)
             growing = await growing_statements(small, large)
@@ -341,7 +386,8 @@ async def run(grids: int, days: int, reps: int) -> None:
             await small.app.stop()
             await large.app.stop()
     history_rows = sum(large_rows.values()) / sum(small_rows.values())
-    print(f"community: {grids} grids, {small_rows['households']} households; "
+    print(f"database: {'PostgreSQL' if postgres else 'SQLite'} (loaded in {loaded:.0f} s)")
+    print(f"community: {grids} grids, {small_rows['households']:,} households; "
           f"history {days} days ({sum(small_rows.values()):,} rows) vs {days * 10} days "
           f"({sum(large_rows.values()):,} rows, {history_rows:.1f}×)")
     print("rows 1x/10x: " + ", ".join(
@@ -369,10 +415,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grids", type=int, default=8)
+    parser.add_argument("--households", type=int, default=960, help="in the community")
     parser.add_argument("--days", type=int, default=30, help="history of the 1x database")
     parser.add_argument("--reps", type=int, default=9, help="timed runs of each, alternating")
+    parser.add_argument("--postgres", action="store_true",
+                        help="on a throwaway PostgreSQL server instead of SQLite")
     args = parser.parse_args()
-    asyncio.run(run(args.grids, args.days, args.reps))
+    asyncio.run(run(args.grids, args.days, args.households, args.reps, args.postgres))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,20 @@
 """Outbound fan-out against Telegram's limits: 30 messages/s overall, 20 per minute per group.
 
-    python -m bench.fanout [--grids 40] [--rounds 3] [--burst 40]
+    python -m bench.fanout [--grids 1000] [--rounds 1] [--burst 40]
 
-The bot runs with the real Telegram transport (python-telegram-bot and its AIORateLimiter)
-against the in-repo fake Bot API server (tests/servers/botapi.py), on 127.0.0.1 in this
-process; times come from the server's call log. A community with `grids` grid chats is set
-up through the commands, then:
+The bot runs with the real Telegram transport (python-telegram-bot) against the in-repo fake
+Bot API server (tests/servers/botapi.py), on 127.0.0.1 in this process; times come from the
+server's call log. A community with `grids` grid chats is set up through the commands, then:
 
 - fan-out: `/announce` in the HQ chat reaches every grid chat (a message and a pin each),
   `rounds` times, a few seconds apart; measured from the moment the command is written to
-  the last grid chat's last call: time against the ideal `grids`/30 s, the achieved rate
-  against 30 msg/s, and the most calls in any rolling second;
-- burst: `burst` errands posted at once in one grid chat, each answered in that chat; the
-  most messages to that group in any rolling minute against 20. The per-group limit makes
-  this take about (burst - 20) × 3 s: 40 → about a minute. Right after the burst is
-  written, one command in another grid chat: its reply time against the same command's
-  when the bot is idle (what a throttled group costs everyone else).
+  the last grid chat's last call: the calls per second achieved (pins count) against the
+  30/s Telegram allows, and the most calls in any rolling second;
+- burst: `burst` errands posted at once in one grid chat; the time until every one is
+  answered, and the most messages to that group in any rolling minute against 20 (what
+  waits for the group's budget goes out merged). Right after the burst is written, one
+  command in another grid chat: its reply time against the same command's when the bot is
+  idle (what a throttled group costs everyone else).
 
 The fake server enforces no limit, so what is measured is what the bot would send to
 Telegram; above a limit, Telegram answers 429 and the rate limiter pauses every request.
@@ -194,29 +193,34 @@ async def burst_in_one_group(api: FakeBotAPI, burst: int) -> tuple[float, float]
     for i in range(burst):
         api.user_says(RESIDENT, chat, f"/errand 帮忙买菜 {i + 1}")
     other = asyncio.create_task(reply_time(api, RESIDENT, grid_chat(2), "/help"))
-    sent = await api.wait_for_sent(before + burst, chat_id=chat, timeout=TIMEOUT)
-    return sent[-1]["at"] - written, await other
+
+    def answered() -> int:  # errands answered, alone or merged
+        return sum((m["text"] or "").count("新代办 E") for m in api.sent(chat)[before:])
+
+    await api.wait_until(lambda: answered() >= burst, TIMEOUT, "every errand answered")
+    return api.sent(chat)[-1]["at"] - written, await other
 
 
 def report(grids: int, rounds: list[FanOut], burst: int, burst_seconds: float, per_group: int,
            per_group_calls: int, idle: float, other: float) -> None:
-    ideal = grids / PER_SECOND
+    calls = rounds[0].calls
+    ideal = calls / PER_SECOND
     seconds = statistics.median(r.seconds for r in rounds)
-    rate = grids / seconds
+    rate = calls / seconds
     print(f"fan-out: /announce to {grids} grid chats ({rounds[0].messages} messages + "
-          f"{rounds[0].calls - rounds[0].messages} pins), median of {len(rounds)} rounds "
+          f"{calls - rounds[0].messages} pins), median of {len(rounds)} round(s) "
           f"({', '.join(f'{r.seconds:.2f}' for r in rounds)} s)")
-    print(f"  time {seconds:.2f} s vs ideal {grids}/{PER_SECOND} = {ideal:.2f} s: "
-          f"ratio {seconds / ideal:.2f}")
-    print(f"  achieved {rate:.1f} msg/s vs {PER_SECOND}: ratio {rate / PER_SECOND:.2f}")
+    print(f"  time {seconds:.2f} s vs ideal {calls}/{PER_SECOND} = {ideal:.2f} s: "
+          f"ratio {seconds / ideal:.3f} (target ≤ 1.05)")
+    print(f"  achieved {rate:.1f} calls/s vs {PER_SECOND}: ratio {rate / PER_SECOND:.3f}")
     peak_messages = max(r.peak_messages for r in rounds)
     peak_calls = max(r.peak_calls for r in rounds)
     print(f"  most in a rolling second: {peak_messages} messages (ratio "
           f"{peak_messages / PER_SECOND:.2f}), {peak_calls} calls with pins (ratio "
           f"{peak_calls / PER_SECOND:.2f}) vs {PER_SECOND}")
-    strict = (burst - 1) // PER_GROUP_MINUTE * 60  # 20 at once, the next 20 a minute later
-    print(f"burst: {burst} errands at once in one grid chat, answered in {burst_seconds:.1f} s "
-          f"(at most {PER_GROUP_MINUTE} in any minute: ≥ {strict} s)")
+    print(f"burst: {burst} errands at once in one grid chat, all answered in "
+          f"{burst_seconds:.1f} s (target ≤ 20 s; one message each, at most "
+          f"{PER_GROUP_MINUTE} a minute, would take ≥ {(burst - 1) // PER_GROUP_MINUTE * 60} s)")
     print(f"  most to one group in a rolling minute: {per_group} messages (ratio "
           f"{per_group / PER_GROUP_MINUTE:.2f}), {per_group_calls} calls with pins (ratio "
           f"{per_group_calls / PER_GROUP_MINUTE:.2f}) vs {PER_GROUP_MINUTE}")
@@ -227,8 +231,9 @@ def report(grids: int, rounds: list[FanOut], burst: int, burst_seconds: float, p
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grids", type=int, default=40, help="grid chats the announcement reaches")
-    parser.add_argument("--rounds", type=int, default=3, help="announcements, measured apart")
+    parser.add_argument("--grids", type=int, default=1000,
+                        help="grid chats the announcement reaches")
+    parser.add_argument("--rounds", type=int, default=1, help="announcements, measured apart")
     parser.add_argument("--burst", type=int, default=40, help="messages at once to one group")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -68,10 +68,17 @@ class App:
             self.scheduler.every(job.name, job.every, self._job_runner(job.function))
         self.scheduler.every("outbox", OUTBOX_RETRY, self.outbox.retry)
         await self.emit("startup")
-        for transport in transports:
-            self.transports[transport.name] = transport
-            await transport.start(self)
-        await self.outbox.deliver()  # whatever was accepted but not sent before a restart
+        # Whatever was accepted but not sent before a restart is queued before any transport
+        # starts receiving, so each chat's old replies go out before the new ones.
+        self.outbox.hold()
+        pending = self.outbox.enqueue(await self.outbox.claim_pending())
+        try:
+            for transport in transports:
+                self.transports[transport.name] = transport
+                await transport.start(self)
+        finally:
+            self.outbox.release()
+        await self.outbox.wait(pending)
 
     async def stop(self) -> None:
         """Stops gracefully: no new jobs, the running one finishes; each transport stops

@@ -241,6 +241,14 @@ class Context(Actions):
     refs: list[str] = field(default_factory=list)
     extra_changes: list[dict[str, Any]] = field(default_factory=list)
 
+    def post(self, chat: models.Chat, template: str, /, **values: Any) -> models.OutboxMessage:
+        row = super().post(chat, template, **values)
+        if chat.id == self.chat.id:
+            # Names the command it answers, should it go out merged with others (bot/outbox.py).
+            word = self.message.text.strip().split(maxsplit=1)[0].split("@", 1)[0]
+            row.answers = f"{self.person.label} /{word.lstrip('/／')}"[:160]
+        return row
+
     def reply(self, template: str, /, **values: Any) -> models.OutboxMessage:
         """Answers in this chat; in a group, as a reply to the command, so that in a busy
         chat it is clear which command an answer belongs to."""

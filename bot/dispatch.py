@@ -16,6 +16,8 @@ from difflib import get_close_matches
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot.access import Place, Seat, allowed, grid_refusal, refusal
@@ -162,10 +164,15 @@ class Dispatcher:
         it was handled before."""
         if not msg.dedupe_key:
             return True
-        if await db.get(models.ProcessedMessage, msg.dedupe_key) is not None:
-            return False
-        db.add(models.ProcessedMessage(key=msg.dedupe_key, at=self.app.clock.now()))
-        return True
+        # One statement: of two instances handed the same message, the second waits for the
+        # first's commit and finds the key taken.
+        table = models.ProcessedMessage.__table__
+        insert = sqlite_insert if self.app.db.is_sqlite else postgresql_insert
+        recorded = await db.scalar(
+            insert(table).values(key=msg.dedupe_key, at=self.app.clock.now())
+            .on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.key)
+        )
+        return recorded is not None
 
     async def context(self, db, msg: Incoming) -> Context:
         """Who is speaking, in which chat, community and grid, with which standing."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from bot.api import (
     Actions,
@@ -416,6 +416,8 @@ async def digest(actions: Actions, grid: models.Grid, since: datetime, until: da
             .join(models.Household, models.Household.id == models.KeyPerson.household_id)
             .where(
                 models.KeyPerson.grid_id == grid.id,
+                # Only who was observed in the period: the grid's past key persons pile up.
+                or_(models.KeyPerson.ended_at.is_(None), models.KeyPerson.ended_at > since),
                 models.CheckIn.alert.is_(True),
                 models.CheckIn.at > since,
                 models.CheckIn.at <= until,

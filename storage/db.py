@@ -11,6 +11,7 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage import audit  # noqa: F401  (registers the change capture for the audit log)
+from storage.sqlite_inline import inline_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITER_TIMEOUT = 30  # seconds, as SQLite's busy_timeout
@@ -28,7 +30,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine = create_async_engine(url, pool_size=10, max_overflow=20)
+            self.engine = create_async_engine(inline_url(url), pool_size=10, max_overflow=20)
             _tune_sqlite(self.engine)
         else:
             self.engine = create_async_engine(
@@ -57,6 +59,22 @@ class Database:
         try:
             async with self.sessions() as session, session.begin():
                 yield session
+        finally:
+            self._writer.release()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A unit of work in SQL only (no ORM session, cheaper): commits when the block
+        ends, rolls back on an exception."""
+        if self._writer is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with asyncio.timeout(WRITER_TIMEOUT):
+            await self._writer.acquire()
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
         finally:
             self._writer.release()
 

@@ -527,6 +527,9 @@ class OutboxMessage(Base):
     pin: Mapped[bool] = mapped_column(Boolean, default=False)
     reply_to: Mapped[str | None] = mapped_column(String(255))
     ref: Mapped[str | None] = mapped_column(String(32))
+    # Who asked and with which command (`@wang /errand`), for a reply to a command: names
+    # it when replies waiting for a rate-limited chat go out merged into one message.
+    answers: Mapped[str | None] = mapped_column(String(160))
     community_id: Mapped[int | None] = mapped_column(ForeignKey("communities.id"))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -62,12 +63,57 @@ class CannotDeliver(Exception):
     """Permanent failure to deliver (e.g. Telegram's 403 before the person wrote to the bot)."""
 
 
+class RateLimited(Exception):
+    """The server refused a send for now (Matrix's M_LIMIT_EXCEEDED) and nothing of the
+    message went out: the outbox waits `retry_after` seconds, then sends what waits for that
+    chat merged."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
 @dataclass
 class Sent:
     """Where a delivered message landed, so buttons and reactions on it can be traced back."""
 
     chat: str
     message_ids: list[str] = field(default_factory=list)
+
+
+class Budget:
+    """A sending allowance that holds in EVERY rolling window, not just on average: a token
+    bucket of `capacity` refilled at `per_second`. Any window of W seconds sees at most
+    capacity + per_second × W sends, so e.g. capacity 10 and 10 a minute keep a group within
+    20 messages in any minute while the first 10 of a burst still go out at once.
+
+    Shared by every chat it covers (Matrix's rc_message is per account, Telegram's 20 a
+    minute per group). The outbox waits for a token before each send and, when it had to
+    wait, merges what piled up for that chat meanwhile into one message.
+    """
+
+    def __init__(self, capacity: float, per_second: float, clock=time.monotonic) -> None:
+        self.capacity = capacity
+        self.per_second = per_second
+        self._clock = clock
+        self._tokens = float(capacity)
+        self._at = clock()
+
+    def available(self) -> float:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        return self._tokens
+
+    def delay(self, cost: float) -> float:
+        """Seconds until `cost` sends are allowed (0: now). A cost beyond the capacity waits
+        for a full bucket."""
+        missing = min(cost, self.capacity) - self.available()
+        return max(0.0, missing / self.per_second) if missing > 0 else 0.0
+
+    def spend(self, cost: float) -> None:
+        self.available()
+        self._tokens -= cost
 
 
 class Transport(Protocol):
@@ -79,6 +125,9 @@ class Transport(Protocol):
         """`@word` as this transport names people: (user id, username), either may be None
         (Errbot's `build_identifier`: the core never reads IDs itself)."""
         ...
+
+    # Optional: `budget(chat) -> Budget | None`, the rate allowance a send to `chat` draws
+    # on (None or absent: unlimited); `calls(message) -> int`, what a message costs in it.
 
     async def start(self, app: App) -> None: ...
 

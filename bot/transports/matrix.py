@@ -74,6 +74,7 @@ from bot.transports.base import (
     Capabilities,
     Incoming,
     Outgoing,
+    RateLimited,
     Sent,
     split_text,
 )
@@ -585,7 +586,9 @@ class MatrixTransport:
             content = _notice(part)
             if index == 0 and message.reply_to:
                 content["m.relates_to"] = await self._reply_relation(chat, message.reply_to)
-            ids.append(await self._send_event(chat, "m.room.message", content, message.key, index))
+            # Rate limited before anything went out: the outbox merges what waits (rc_message).
+            ids.append(await self._send_event(chat, "m.room.message", content, message.key, index,
+                                              give_way=index == 0))
         if message.file_name:
             ids.append(await self._send_file(chat, message.file_name, message, encrypted))
         if message.buttons and ids:
@@ -625,13 +628,14 @@ class MatrixTransport:
         return relation
 
     async def _send_event(
-        self, chat: str, event_type: str, content: dict[str, Any], key: str, part: int | str
+        self, chat: str, event_type: str, content: dict[str, Any], key: str, part: int | str,
+        *, give_way: bool = False,
     ) -> str:
         # The same transaction id on a retry makes the homeserver return the first event.
         tx_id = f"{key}-{part}" if key else None
         response = await self._call(
             self.client.room_send, chat, event_type, content, tx_id=tx_id,
-            ignore_unverified_devices=self.trust == "tofu",
+            ignore_unverified_devices=self.trust == "tofu", give_way=give_way,
         )
         return response.event_id
 
@@ -743,10 +747,14 @@ class MatrixTransport:
 
     # --- the homeserver -------------------------------------------------------------------
 
-    async def _call(self, request: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+    async def _call(
+        self, request: Callable[..., Awaitable[R]], *args: Any, give_way: bool = False,
+        **kwargs: Any,
+    ) -> R:
         """One request: waits out rate limits (M_LIMIT_EXCEEDED, retry_after_ms) as often as
-        they come, retries a brief outage a few times, then raises Unavailable. A refusal
-        (a 4xx answer such as M_FORBIDDEN) raises CannotDeliver."""
+        they come (or, to `give_way`, raises RateLimited), retries a brief outage a few times,
+        then raises Unavailable. A refusal (a 4xx answer such as M_FORBIDDEN) raises
+        CannotDeliver."""
         failures = 0
         delay = 1.0
         while True:
@@ -761,6 +769,8 @@ class MatrixTransport:
                 if status == 429 or response.status_code == "M_LIMIT_EXCEEDED":
                     wait_ms = response.retry_after_ms or 1000
                     log.info("matrix: rate limited; waiting %d ms", wait_ms)
+                    if give_way:
+                        raise RateLimited(wait_ms / 1000)
                     await asyncio.sleep(wait_ms / 1000)
                     continue
                 if status is not None and 400 <= status < 500 and status not in (401, 408):

@@ -13,8 +13,10 @@ callback data is the command to run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -36,11 +38,18 @@ from telegram import (
     Update,
 )
 from telegram.constants import InlineKeyboardButtonLimit, MessageLimit
-from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, TelegramError
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
+    BaseRateLimiter,
     CallbackQueryHandler,
     ContextTypes,
     MessageHandler,
@@ -54,6 +63,7 @@ from bot.registry import REGISTRY, Command
 from bot.roles import Role
 from bot.transports.base import (
     Attachment,
+    Budget,
     CannotDeliver,
     Capabilities,
     Incoming,
@@ -70,6 +80,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_LENGTH = MessageLimit.MAX_TEXT_LENGTH
+PER_SECOND = 30  # Telegram: calls a second, overall
+# Telegram: 20 messages a minute to one group. Half may go at once; the rest refill over the
+# minute (10 + 10/60 s × 60 s = 20 in any rolling minute), so a burst's first ten replies go
+# out at once and whatever waits after them goes out merged within seconds.
+GROUP_PER_MINUTE = 20
+GROUP_BURST = 10
 MAX_CAPTION = MessageLimit.CAPTION_LENGTH
 MAX_CALLBACK_DATA = InlineKeyboardButtonLimit.MAX_CALLBACK_DATA
 MAX_MENU = 100  # commands per menu scope
@@ -111,16 +127,81 @@ def webhook_secret(token: str) -> str:
     return hashlib.sha256(b"gridbot-webhook:" + token.encode()).hexdigest()
 
 
-def telegram_rate_limiter() -> AIORateLimiter:
-    """Telegram's limits (30 messages/s overall, 20 per minute per group) held in EVERY
-    window, not just on average: a leaky bucket lets its whole capacity through at once and
-    then its rate, so capacity + rate × window must stay within the limit (5 + 25/s ≤ 30 in
-    a second; 2 + 0.3/s × 60 ≤ 20 in a minute). The defaults allow about twice that."""
-    return AIORateLimiter(
-        overall_max_rate=5, overall_time_period=0.2,
-        group_max_rate=2, group_time_period=2 / 0.3,
-        max_retries=3,
-    )
+class TelegramRateLimiter(BaseRateLimiter[int]):
+    """Telegram's overall limit, 30 calls a second, held in EVERY rolling second as Telegram
+    sees it, not just on average: a call holds one of 30 slots from the moment it leaves
+    until a second after its answer came back (it reached Telegram somewhere in between), so
+    no second at Telegram's end can see more than 30, however late a busy event loop sends.
+    Unlike a leaky bucket, a late wake-up is made up for, so a fan-out runs at the full
+    rate, less the calls' own latency. `RetryAfter` (Telegram's 429) pauses every request
+    for as long as it says.
+
+    The per-group limit, 20 messages a minute, is the outbox's (see
+    `TelegramTransport.budget`): it merges the replies that wait for a group instead of
+    sending them one every 3 s."""
+
+    def __init__(self, per_second: int = PER_SECOND, max_retries: int = 3) -> None:
+        self.per_second, self.max_retries = per_second, max_retries
+        self._slots: list[float] = []  # when each taken slot frees up (inf: call under way)
+        self._turn = asyncio.Lock()  # callers queue here, first come first served
+        self._freed = asyncio.Event()  # a call under way ended: its slot's time is known
+        self._open = asyncio.Event()
+        self._open.set()
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def _take(self) -> None:
+        """A slot for one call. Only the caller at the head of the queue watches the slots
+        (a fan-out to a thousand chats is a thousand callers waiting, none of them woken)."""
+        loop = asyncio.get_running_loop()
+        async with self._turn:
+            while True:
+                await self._open.wait()
+                now = loop.time()
+                self._slots = [free for free in self._slots if free > now]
+                if len(self._slots) < self.per_second:
+                    self._slots.append(math.inf)
+                    return
+                self._freed.clear()
+                first = min(self._slots)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._freed.wait(), None if first == math.inf else first - now
+                    )
+
+    def _release(self) -> None:
+        # A call under way ends now: one second from now its slot frees.
+        self._slots[self._slots.index(math.inf)] = asyncio.get_running_loop().time() + 1.0
+        self._freed.set()
+
+    async def process_request(self, callback, args, kwargs, endpoint, data, rate_limit_args):
+        limited = data.get("chat_id") is not None
+        for attempt in range(self.max_retries + 1):
+            if limited:
+                await self._take()
+            else:
+                await self._open.wait()
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as error:
+                if attempt == self.max_retries:
+                    raise
+                pause = error.retry_after
+                pause = pause.total_seconds() if hasattr(pause, "total_seconds") else pause
+                log.info("telegram: flood control, every request waits %.1f s", pause)
+                self._open.clear()
+                try:
+                    await asyncio.sleep(pause + 0.1)
+                finally:
+                    self._open.set()
+            finally:
+                if limited:
+                    self._release()
+        raise AssertionError("unreachable")
 
 
 class TelegramTransport:
@@ -149,7 +230,7 @@ class TelegramTransport:
             .base_file_url(f"{root}/file/bot")
             .update_queue(HandOffQueue())
             .concurrent_updates(False)  # one update at a time keeps each chat in order
-            .rate_limiter(telegram_rate_limiter())
+            .rate_limiter(TelegramRateLimiter())
             .build()
         )
         commands = filters.UpdateType.MESSAGE & COMMAND_TEXT  # not edits, not channel posts
@@ -158,6 +239,7 @@ class TelegramTransport:
         # Message ids of the parts already sent, per Outgoing.key, so a retry by the outbox
         # sends only the parts that did not go out.
         self._sent_parts: dict[str, list[str]] = {}
+        self._budgets: dict[str, Budget] = {}
 
     async def start(self, app: App) -> None:
         self.app = app
@@ -273,6 +355,26 @@ class TelegramTransport:
         return (Attachment(name=document.file_name or "document", data=bytes(data)),)
 
     # -- outgoing ---------------------------------------------------------------------------
+
+    def budget(self, chat: str) -> Budget | None:
+        """A group's allowance (pins and parts count); private chats have none of their own."""
+        if not chat.startswith("-"):
+            return None
+        budget = self._budgets.get(chat)
+        if budget is None:
+            budget = self._budgets[chat] = Budget(
+                GROUP_BURST, (GROUP_PER_MINUTE - GROUP_BURST) / 60
+            )
+        return budget
+
+    def calls(self, message: Outgoing) -> int:
+        """The Bot API calls `_deliver` makes for a message."""
+        _keyboard_markup, hints = _keyboard(message.buttons)
+        text = message.text + hints
+        if message.file_name and len(text) <= MAX_CAPTION:
+            text = ""
+        parts = len(split_text(text, MAX_LENGTH)) if text.strip() else 0
+        return max(1, parts + bool(message.file_name) + bool(message.pin))
 
     async def send(self, chat: str, message: Outgoing) -> Sent:
         return await self._deliver(chat, message)
