@@ -7,7 +7,8 @@
     python -m bench.digest_cost --grids 100 --households 50000 --reps 5 --postgres
 
 Two databases (SQLite files, or with --postgres two databases on a throwaway PostgreSQL
-server from tests/servers/postgres.py) hold one community each: grids, households, members, door-to-door
+server from tests/servers/postgres.py) hold one community each: grids, households, members,
+door-to-door
 screenings in 10-day rounds, visitors and vehicles, key persons with check-ins, and errands,
 spread over `days` and over 10 × `days` past days. What is unfinished at digest time (the
 current round, key persons under observation, errands not done, the last 24 h) is the

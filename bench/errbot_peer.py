@@ -53,7 +53,8 @@ Description = store an errand, reply with its ID
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commands", type=int, default=2000)
-    parser.add_argument("--storage", default="Shelf", help="Errbot storage: Shelf (on disk) or Memory")
+    parser.add_argument("--storage", default="Shelf",
+                        help="Errbot storage: Shelf (on disk) or Memory")
     args = parser.parse_args()
     from errbot.backends.test import TestBot
 

@@ -166,7 +166,7 @@ class Dispatcher:
             return True
         # One statement: of two instances handed the same message, the second waits for the
         # first's commit and finds the key taken.
-        table = models.ProcessedMessage.__table__
+        table = models.table(models.ProcessedMessage)
         insert = sqlite_insert if self.app.db.is_sqlite else postgresql_insert
         recorded = await db.scalar(
             insert(table).values(key=msg.dedupe_key, at=self.app.clock.now())

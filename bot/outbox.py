@@ -11,7 +11,8 @@ Rate limits: a transport may give each chat a `Budget` (Telegram: 20 messages a 
 group), or say that the server refused a send for now (`RateLimited`: Matrix's rc_message).
 While the budget allows, each reply goes out on its own, as soon as it is committed. When it
 is spent, the replies that pile up for that chat meanwhile go out merged, in order, as few
-messages as fit the transport's size limit, each item headed by the command it answers. Messages that must stand alone are never
+messages as fit the transport's size limit, each item headed by the command it answers.
+Messages that must stand alone are never
 merged: pins (announcements), files, direct messages (alerts go there), anything too long
 for one message. An item's buttons stay: one button per item, its label naming the item
 (`✋ 认领 E7`), on transports with buttons; on transports without (Matrix reactions could
@@ -255,7 +256,8 @@ class Outbox:
                 break
             item, item_buttons = _item(row, caps)
             added = len(item) + (2 if texts else 0)
-            if length + added > caps.max_length or len(buttons) + len(item_buttons) > MAX_MERGED_BUTTONS:
+            too_many = len(buttons) + len(item_buttons) > MAX_MERGED_BUTTONS
+            if length + added > caps.max_length or too_many:
                 break
             rows.append(row)
             texts.append(item)
@@ -367,7 +369,7 @@ class Outbox:
         marked sent or failed; [(row id, notice)] for failed direct messages whose command
         came from a group."""
         now = self.app.clock.now()
-        table = models.OutboxMessage.__table__
+        table = models.table(models.OutboxMessage)
         notices: list[tuple[int, models.OutboxMessage]] = []
         async with self.app.db.connection() as conn:
             delivered = [row.id for send, _ in sent for row in send.rows]
@@ -389,7 +391,7 @@ class Outbox:
                         for message_id in result.message_ids
                     ]
             if posted:
-                await conn.execute(insert(models.PostedMessage.__table__), posted)
+                await conn.execute(insert(models.table(models.PostedMessage)), posted)
             for send, error in failed:
                 await conn.execute(
                     update(table).where(table.c.id.in_([row.id for row in send.rows]))
@@ -401,8 +403,10 @@ class Outbox:
                         notices.append((row.id, notice))
         return notices
 
-    async def _dm_failed_notice(self, conn, row, person: models.Person, now) -> models.OutboxMessage:
-        communities = models.Community.__table__
+    async def _dm_failed_notice(
+        self, conn, row, person: models.Person, now
+    ) -> models.OutboxMessage:
+        communities = models.table(models.Community)
         lang = None
         if row.community_id:
             lang = await conn.scalar(
@@ -418,8 +422,8 @@ class Outbox:
             lease_owner=self.app.instance_id, lease_until=now + DELIVERY_LEASE,
         )
         notice_id = await conn.scalar(
-            insert(models.OutboxMessage.__table__).values(**values)
-            .returning(models.OutboxMessage.__table__.c.id)
+            insert(models.table(models.OutboxMessage)).values(**values)
+            .returning(models.table(models.OutboxMessage).c.id)
         )
         return models.OutboxMessage(id=notice_id, **values)
 

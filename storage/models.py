@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -39,6 +40,12 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def table(model: type[Base]) -> Table:
+    """A mapped class's table, typed as a Table, for Core statements (`__table__` is typed
+    only as a FromClause)."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 # --- people and chats -------------------------------------------------------------------
