@@ -1,6 +1,6 @@
 """Configuration from environment variables or a TOML file named by GRIDBOT_CONFIG.
 
-The variable names are a contract with deployments (see PRODUCT.md); the TOML file uses
+The variable names are a contract with deployments (README, "Configuration"); the TOML file uses
 the same keys, lowercased and without the GRIDBOT_ prefix (`database_url = "..."`).
 """
 

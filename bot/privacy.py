@@ -1,5 +1,4 @@
-"""Who may see residents' health details: the one rule (PRODUCT.md, "Privacy of residents'
-health data").
+"""Who may see residents' health details: the one rule (README, "How it is built").
 
 A key person's name, reason, temperatures and symptoms, and a fever screening's details,
 show only to that key person's watcher (or the screener), the leaders of its grid, the

@@ -1,4 +1,4 @@
-"""The things gridbot keeps (PRODUCT.md, "Things the bot keeps"), as SQLAlchemy 2 models.
+"""The things gridbot keeps (README, "How it is built"), as SQLAlchemy 2 models.
 
 Times are UTC (`UTCDateTime`); each community's time zone applies only when showing or
 reading times. Per-community numbers (`E7`, `S5`, `K12`) come from `Counter`.

@@ -1,6 +1,6 @@
 """The console transport: a chat in the terminal, for trying the bot and for scripted tests.
 
-Lines starting with `:` are directives (COMMANDS.md, "The console transport"); any other
+Lines starting with `:` are directives (README, "A first session"); any other
 line is a message from the current user in the current chat. Every message the bot sends
 prints as a block: `[<chat>]`, the text, a blank line.
 """
@@ -50,7 +50,7 @@ def first_lines_and_clock(stdin: TextIO, tz: str) -> tuple[list[str], ManualCloc
 class ConsoleTransport:
     name = "console"
     capabilities = Capabilities(files=True)
-    builtin_admins = frozenset({"admin"})  # COMMANDS.md: the console's `admin`
+    builtin_admins = frozenset({"admin"})  # the console's `admin` (README, "A first session")
     app: App  # given by `start`
 
     def mention(self, word: str) -> tuple[str | None, str | None]:
