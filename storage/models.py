@@ -233,13 +233,16 @@ class KeyPerson(Base):
     __tablename__ = "key_persons"
     __table_args__ = (
         UniqueConstraint("community_id", "number"),
+        # The one index on grid_id: a grid's key persons under observation (or observed since
+        # a time) are found without reading the grid's past ones. A single-column index on
+        # grid_id beside it made PostgreSQL read them all and filter (see README, Benchmarks).
         Index("ix_key_persons_grid_open", "grid_id", "ended_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
     number: Mapped[int] = mapped_column(Integer)
-    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"), index=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"))
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
     name: Mapped[str | None] = mapped_column(String(255))
     # Name and reason are removed (NULL) once the record is anonymised (commands/records.py).
