@@ -551,7 +551,7 @@ class Mention(Converter):
 
 
 # Items with a per-community number (storage.queries.next_number).
-Numbered = models.Errand | models.Shift | models.KeyPerson
+Numbered = models.Errand | models.Shift | models.KeyPerson | models.SupplyNeed
 N = typing.TypeVar("N", bound=Numbered)
 
 

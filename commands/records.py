@@ -49,7 +49,7 @@ KEPT_TABLES = {"counters", "digests_sent", "audit_log", "leases"}
 # Commands whose effect cannot be taken back (data removed for good), or that are undos.
 NOT_UNDOABLE = {"undo", "forget", "community"}
 # Items shown by their own ID in what /undo says; other rows are counted per table.
-ITEM_TABLES = {"errands": "E", "shifts": "S", "key_persons": "K"}
+ITEM_TABLES = {"errands": "E", "shifts": "S", "key_persons": "K", "supply_needs": "N"}
 
 MODELS: dict[str, type[models.Base]] = {
     m.class_.__tablename__: m.class_ for m in models.Base.registry.mappers
@@ -274,7 +274,7 @@ async def _reverse(ctx: Context, nets: dict[tuple[str, Any], dict]) -> bool:
             setattr(current, column, value)
     await ctx.db.flush()
     for row in sorted(removals, key=lambda r: -TABLE_ORDER[r.__tablename__]):
-        if isinstance(row, models.Errand | models.Shift | models.KeyPerson):  # ITEM_TABLES
+        if isinstance(row, Numbered):  # ITEM_TABLES
             # Its buttons and reactions (`/claim E5`) lead nowhere now.
             await ctx.db.execute(delete(models.PostedMessage).where(
                 models.PostedMessage.community_id == row.community_id,
