@@ -69,6 +69,7 @@ class Dispatcher:
             insert(table).values(key=bindparam("key"), at=bindparam("at"))
             .on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.key)
         )
+        self._audit = models.table(models.AuditEntry).insert()
 
     async def handle(self, msg: Incoming, *, wait_for_delivery: bool = True) -> None:
         msg = replace(msg, text=normalise(msg.text))  # phone-typed forms, once (bot/normalise.py)
@@ -295,11 +296,11 @@ class Dispatcher:
             ctx.db.info.pop("audit", None)
         changes += ctx.extra_changes
         if changes:
-            ctx.db.add(models.AuditEntry(
-                at=ctx.now, community_id=ctx.community.id if ctx.community else None,
-                person_id=ctx.person.id, chat_id=ctx.chat.id, command=cmd.name,
-                text=ctx.message.text[:1000], refs=ctx.refs, changes=changes,
-            ))
+            await ctx.db.execute(self._audit, {
+                "at": ctx.now, "community_id": ctx.community.id if ctx.community else None,
+                "person_id": ctx.person.id, "chat_id": ctx.chat.id, "command": cmd.name,
+                "text": ctx.message.text[:1000], "refs": ctx.refs, "changes": changes,
+            })
 
     def _explain(self, ctx: Context, name: str, args: str, problem: GridbotError) -> None:
         """Turns an error of the tree into a clear reply. In a group chat nothing typed is
