@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from sqlalchemy import Date, DateTime, String, cast, delete, or_, select, update
+from sqlalchemy import Date, DateTime, String, cast, delete, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -417,7 +417,34 @@ async def forget(ctx: Context, kp: KeyPersonRef) -> None:
 # --- retention --------------------------------------------------------------------------
 
 
-@job(every=RETENTION_EVERY)
+async def next_retention_due(jc: JobContext) -> datetime | None:
+    """When retention next has work: an ended observation reaching the community's limit,
+    or a screening still carrying health data reaching its retention (the manual clock's
+    `due`, bot/scheduler.py)."""
+    moments = []
+    for community in (await jc.db.scalars(select(models.Community))).all():
+        ended = await jc.db.scalar(
+            select(func.min(models.KeyPerson.ended_at)).where(
+                models.KeyPerson.community_id == community.id,
+                models.KeyPerson.anonymised_at.is_(None),
+            )
+        )
+        if ended is not None:
+            moments.append(ended + timedelta(days=community.anonymise_days))
+        mark = await jc.db.get(models.KeyValue, f"retention:screenings:{community.id}")
+        screened = await jc.db.scalar(
+            select(func.min(models.Screening.at)).where(
+                models.Screening.community_id == community.id,
+                or_(models.Screening.note != "", models.Screening.temperature.is_not(None)),
+                (models.Screening.at > datetime.fromisoformat(mark.value)) if mark else true(),
+            )
+        )
+        if screened is not None:
+            moments.append(screened + timedelta(days=community.retention_days))
+    return min(moments, default=None)
+
+
+@job(every=RETENTION_EVERY, due=next_retention_due)
 async def retention(jc: JobContext) -> None:
     """Removes health data past each community's limits. What is done is marked (the key
     person's `anonymised_at`; per community, how far screenings were cleared), so a rerun
