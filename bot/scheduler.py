@@ -3,28 +3,33 @@
 With the real clock it runs as usual: every job at every one of its times.
 
 With a manual clock (the console's `:clock`/`:wait`, tests) it stays paused, and
-`advance_to` walks the jump itself, job run by job run, in time order (ties by job id),
-moving the clock to each run's time first, so a run is stamped with that moment. Which
-runs it makes:
+`advance_to` walks the jump itself, one run at a time in time order (ties by job id, as
+APScheduler orders them), moving the clock to each run's time first, so that each run is
+stamped with its moment. The rule for which runs it makes:
 
-- A job runs only at its own times: one every hour runs at most 24 times in a day, on the
-  times a deployment started at that moment would have (start + n × interval); a daily
-  job at its hour in its time zone.
-- A job declared with `due` (`@job(every=..., due=...)`, bot/registry.py) skips the times at
-  which a run would write and send nothing: it runs at the first of its own times at or
-  after the moment `due` names (`None`: none in this jump), the very time a deployment's
-  run would have acted, so what it writes and sends, with which timestamps, in which order
-  relative to the other jobs, is the same. `due` is asked lazily, once its job has a time
-  within the jump, and asked again after every job run that committed (`changed`), since
-  one job's work can make another's (a shift credited, then its workers asked). A job's
-  bookkeeping alone (e.g. how far the retention sweep has looked) does not count as work.
-- A job declared `catch_up=True` (its work does not depend on when it runs, e.g. following
-  settings changed by another instance) runs once per jump, at its first time in it.
-- Any other job (the outbox retry, each daily digest) runs at every one of its times.
+- A job runs only at its own times: start + n × interval for a periodic job (start is when
+  the bot started, plus one interval), its hour in its time zone for a daily one.
+- A job declared with `due` (`@job(every=..., due=...)`, bot/registry.py) skips those of its
+  times at which a run would write nothing and send nothing. It runs at the first of its
+  times at or after the moment `due` names (None: not in this jump) — the time at which a
+  running bot's run would act — so what it writes and sends, its timestamps, and its order
+  relative to the other jobs are the same as a running bot's. A time it skipped stays
+  skipped: it never runs at a time before the last run of the jump (in time, then id
+  order), just as a running bot's earlier run found nothing. `due` is asked when the job
+  has a time within the jump, and again after each job run that committed (`changed`):
+  one job's work can make another's (a shift credited, then its workers asked after duty).
+  A job's own bookkeeping (how far the retention sweep has looked) is not work.
+  Declared so: the claim sweep, the key-person sweep, the shift clock, the question after
+  duty, retention.
+- A job declared `catch_up=True` (what it does does not depend on when: following digest
+  times changed by another instance) runs once per jump, at its first time in it, or until
+  a run commits (another instance holding the jobs lease makes a run do nothing).
+- Every other job runs at each of its times: each daily digest, and the outbox retry
+  (every minute; without a failed delivery it checks a flag and touches no database).
 
-After a jump, every job's next time is its first after the target, as if it had run at
-all of them. A skipped run also renews no jobs lease (bot/app.py): with one instance, as
-on the console, that changes nothing.
+After a jump each job's next time is its first after the target, as if it had run at all of
+them. A skipped run renews no jobs lease (bot/app.py); with one instance, as on the
+console, that changes nothing.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Scheduler:
         self._daily: dict[str, tuple[time, str]] = {}
         self._jumps: dict[str, _Jump] = {}
         self._stale = False
+        self._commits = 0
         # False: a manual jump runs every job at every one of its times, `due` and
         # `catch_up` ignored (to compare the two walks).
         self.skip_idle = True
@@ -110,6 +116,7 @@ class Scheduler:
     def changed(self) -> None:
         """A job's transaction committed: during a jump, the jobs' `due` are asked again."""
         self._stale = True
+        self._commits += 1
 
     async def advance_to(self, target: datetime) -> None:
         """Moves a manual clock to `target`, running the jobs due on the way, in time order,
@@ -121,7 +128,7 @@ class Scheduler:
         plan: dict[str, tuple[Job, datetime | None]] = {}  # each job's next run in this jump
         # Each job's next time once it ran, written to APScheduler at the end (cheaper).
         times: dict[str, tuple[Job, datetime]] = {}
-        caught_up: set[str] = set()  # catch-up jobs that ran in this jump
+        caught_up: set[str] = set()  # catch-up jobs that ran (and committed) in this jump
         last: tuple[datetime, str] | None = None  # the last run: (time, job id)
         walked = False
 
@@ -163,9 +170,11 @@ class Scheduler:
                 else:
                     times[job.id] = (job, following)
                 plan.pop(job.id)
-                caught_up.add(job.id)
                 last = (fire_time, job.id)
+                commits = self._commits
                 await job.func()
+                if self._commits != commits:
+                    caught_up.add(job.id)
         finally:
             for job in self._aps.get_jobs():
                 at = next_time(job)

@@ -84,3 +84,21 @@ async def test_a_jump_runs_jobs_at_their_own_times_when_they_have_work():
 
 async def _never():
     return None
+
+
+async def test_a_catch_up_job_runs_again_until_a_run_commits():
+    """A run that committed nothing (another instance held the jobs lease) does not count."""
+    clock = ManualClock(START)
+    scheduler = Scheduler(clock)
+    scheduler.start()
+    fired: list[str] = []
+
+    async def sync():
+        fired.append(hm(clock.now()))
+        if clock.now() >= START + timedelta(minutes=15):  # the lease is ours from 01:15
+            scheduler.changed()
+
+    scheduler.every("sync", timedelta(minutes=5), sync, catch_up=True)
+    await scheduler.advance_to(START + timedelta(hours=1))
+    assert fired == ["0d01:05", "0d01:10", "0d01:15"]
+    scheduler.shutdown()
