@@ -207,7 +207,7 @@ async def next_claim_due(jc: JobContext) -> datetime | None:
     )
     return min(
         (claimed + timedelta(minutes=minutes) * (1 if reminded is None else 2)
-         for claimed, reminded, minutes in rows.all()),
+         for claimed, reminded, minutes in rows.all() if claimed is not None),
         default=None,
     )
 

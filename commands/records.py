@@ -558,7 +558,7 @@ def _welfare_carrying(community: models.Community) -> list[Any]:
 
 # What retention clears after `retention_days`, by the kind its progress mark names: the
 # model and its rows still carrying private values. `next_retention_due` reads it.
-RETAINED = {
+RETAINED: dict[str, tuple[type[models.Screening] | type[models.WelfareCheck], Any]] = {
     "screenings": (models.Screening, _screenings_carrying),
     "welfare": (models.WelfareCheck, _welfare_carrying),
 }
