@@ -3,13 +3,13 @@ query by grid, and with both PostgreSQL chose the narrow one and read all of a g
 key persons to find those under observation
 
 Revision ID: 3f8d2c6a1b70
-Revises: 7c1e5a0b9d42
+Revises: 3f6d2b8e1c47
 """
 
 from alembic import op
 
 revision = "3f8d2c6a1b70"
-down_revision = "7c1e5a0b9d42"
+down_revision = "3f6d2b8e1c47"
 branch_labels = None
 depends_on = None
 
