@@ -71,6 +71,7 @@ from bot.transports.base import (
     Sent,
     split_text,
 )
+from bot.transports.telegram_http import AiohttpRequest
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -230,6 +231,7 @@ class TelegramTransport:
             .base_file_url(f"{root}/file/bot")
             .update_queue(HandOffQueue())
             .concurrent_updates(False)  # one update at a time keeps each chat in order
+            .request(AiohttpRequest())  # the bot's calls; getUpdates keeps PTB's client
             .rate_limiter(TelegramRateLimiter())
             .build()
         )
