@@ -36,7 +36,8 @@ from tests.servers.botapi import Call, FakeBotAPI
 REPO = Path(__file__).resolve().parents[1]
 POLL = 30.0  # seconds a call-log long poll waits for something new
 MESSAGES = ("sendMessage", "sendDocument")
-BATCH = 0.02  # seconds the parent lets calls gather before asking again
+# Seconds the parent lets calls gather before asking again: it fetches in the bot's process.
+BATCH = 0.25
 
 
 class BotAPIProcess:
