@@ -65,9 +65,9 @@ class AiohttpRequest(BaseRequest):
         connect = _given(connect_timeout, CONNECT_TIMEOUT)
         pool = _given(pool_timeout, POOL_TIMEOUT)
         # aiohttp has no write timeout of its own: it bounds the whole call instead.
-        parts = (connect, pool, write, read)
+        limits = [t for t in (connect, pool, write, read) if t is not None]
         timeout = aiohttp.ClientTimeout(
-            total=None if None in parts else sum(parts),  # type: ignore[arg-type]
+            total=sum(limits) if len(limits) == 4 else None,
             connect=None if connect is None or pool is None else connect + pool,
             sock_connect=connect,
             sock_read=read,
