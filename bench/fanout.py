@@ -10,7 +10,10 @@ community with `grids` grid chats is set up through the commands, then:
 - fan-out: `/announce` in the HQ chat reaches every grid chat (a message and a pin each),
   `rounds` times, a few seconds apart; measured from the moment the command is written to
   the last grid chat's last call: the calls per second achieved (pins count) against the
-  30/s Telegram allows, and the most calls in any rolling second;
+  30/s Telegram allows, and the most calls in any rolling second; also when the first call
+  went out (the command's own time) and the rate from there. (At 30 in any rolling second
+  the fastest schedule ends (N - 1) // 30 s after the first call, a little under N / 30 s,
+  so with few chats the ratio can pass 1.)
 - burst: `burst` errands posted at once in one grid chat; the time until every one is
   answered, and the most messages to that group in any rolling minute against 20 (what
   waits for the group's budget goes out merged). Right after the burst is written, one

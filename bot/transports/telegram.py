@@ -137,6 +137,12 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
     rate, less the calls' own latency. `RetryAfter` (Telegram's 429) pauses every request
     for as long as it says.
 
+    No sound rule does better knowing only when a call left (s) and when its answer came (e):
+    it reached Telegram at some unknown moment in [s, e], so a set of calls can all land in
+    one second at Telegram's end exactly when their spans [s, e + 1) share a moment, and that
+    is what the slots count. Throughput is therefore 30 / (1 + e - s) a second: the lever is
+    a short e - s, i.e. little CPU per call (see telegram_http.py) and a quick server.
+
     The per-group limit, 20 messages a minute, is the outbox's (see
     `TelegramTransport.budget`): it merges the replies that wait for a group instead of
     sending them one every 3 s."""
