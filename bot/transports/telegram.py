@@ -1,9 +1,11 @@
 """The Telegram transport: python-telegram-bot 22 run inside the bot's own asyncio loop.
 
-Updates arrive by long polling, or by webhook when GRIDBOT_TELEGRAM_WEBHOOK_URL is set, and
-are handled one at a time, in order. Each becomes an `Incoming` with the dedupe key
-`telegram:<update_id>`: Telegram redelivers an update until it is confirmed, and the
-dispatcher records the key with the command's effect, so a redelivered update is skipped.
+Updates arrive by long polling, or by webhook when GRIDBOT_TELEGRAM_WEBHOOK_URL is set. The
+updates of one `getUpdates` batch are handled side by side, each chat's in order (so that
+commands arriving together share one commit: storage/db.py `grouped`); the batch is confirmed
+(the next `getUpdates`) only once all of it is handled. Each becomes an `Incoming` with the
+dedupe key `telegram:<update_id>`: Telegram redelivers an update until it is confirmed, and
+the dispatcher records the key with the command's effect, so a redelivered update is skipped.
 
 Messages go out as plain text (no parse mode: what a user typed, `<b>` or `&`, comes back as
 typed), split at Telegram's 4,096 characters, with buttons as an inline keyboard whose
@@ -50,12 +52,15 @@ from telegram.ext import (
     Application,
     ApplicationBuilder,
     BaseRateLimiter,
+    BaseUpdateProcessor,
     CallbackQueryHandler,
     ContextTypes,
+    ExtBot,
     MessageHandler,
     Updater,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.access import Place, Seat, allowed
 from bot.config import Config, ConfigError
@@ -92,6 +97,7 @@ MAX_CALLBACK_DATA = InlineKeyboardButtonLimit.MAX_CALLBACK_DATA
 MAX_MENU = 100  # commands per menu scope
 MENU_NAME = re.compile(r"[a-z0-9_]{1,32}")  # what Telegram accepts as a command name
 BUTTONS_PER_ROW = 3
+UPDATES_AT_ONCE = 256  # updates handled side by side (and HTTP connections for sending)
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 # Transient failures (timeouts, 5xx) are retried here a few times; after that, or when flood
 # control outlasts the rate limiter's own retries, the outbox keeps the message for later.
@@ -109,17 +115,65 @@ GROUP_ADMIN = Seat(role=Role.ADMIN, place=Place.GROUP, community=True)
 
 
 class HandOffQueue(asyncio.Queue):
-    """PTB's update queue, where `put` returns only once the update has been handled.
+    """PTB's update queue. With a webhook, `put` returns only once the update has been
+    handled: PTB's webhook answers Telegram when `put` returns, and Telegram forgets the
+    update then. With polling, `put` returns at once and `ConfirmingBot` waits instead."""
 
-    PTB's updater confirms a batch of updates to Telegram (the next getUpdates offset) as
-    soon as it has put them all in its queue, and its webhook answers Telegram when `put`
-    returns. Waiting here for the handling means Telegram forgets an update only after the
-    dispatcher has committed it: a crash mid-batch gets the rest of the batch redelivered.
-    """
+    def __init__(self, *, wait_in_put: bool) -> None:
+        super().__init__()
+        self.wait_in_put = wait_in_put
 
     async def put(self, item: Any) -> None:
         await super().put(item)
-        await self.join()  # the Application marks each update done once processed
+        if self.wait_in_put:
+            await self.join()  # the Application marks each update done once processed
+
+
+class ConfirmingBot(ExtBot):
+    """Asks for the next updates, which confirms the last batch to Telegram (its offset),
+    only once every update handed over has been handled: a crash mid-batch gets the rest
+    of the batch redelivered."""
+
+    __slots__ = ("_handed_over",)
+
+    def __init__(self, *args: Any, handed_over: asyncio.Queue, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed_over = handed_over
+
+    async def get_updates(self, *args: Any, **kwargs: Any) -> Any:
+        await self._handed_over.join()
+        return await super().get_updates(*args, **kwargs)
+
+
+class ChatOrder(BaseUpdateProcessor):
+    """Updates handled side by side, except that each chat's go one after another, in the
+    order they came: different chats' commands can share a commit, one chat's answers
+    never overtake each other."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._last: dict[int | None, asyncio.Future] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = update.effective_chat if isinstance(update, Update) else None
+        key = chat.id if chat is not None else None
+        before = self._last.get(key)
+        mine = asyncio.get_running_loop().create_future()
+        self._last[key] = mine
+        try:
+            if before is not None:
+                await asyncio.shield(before)
+            await coroutine
+        finally:
+            mine.set_result(None)
+            if self._last.get(key) is mine:
+                del self._last[key]
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
 
 
 def webhook_secret(token: str) -> str:
@@ -230,15 +284,22 @@ class TelegramTransport:
         self.config = config
         self.token = config.telegram_token
         root = config.telegram_api_url
+        updates = HandOffQueue(wait_in_put=bool(config.telegram_webhook_url))
+        bot = ConfirmingBot(
+            self.token,
+            base_url=f"{root}/bot",
+            base_file_url=f"{root}/file/bot",
+            # The bot's calls through aiohttp (telegram_http.py); getUpdates keeps PTB's client.
+            request=AiohttpRequest(connections=UPDATES_AT_ONCE),
+            get_updates_request=HTTPXRequest(),
+            rate_limiter=TelegramRateLimiter(),
+            handed_over=updates,
+        )
         self.ptb: Application = (
             ApplicationBuilder()
-            .token(self.token)
-            .base_url(f"{root}/bot")
-            .base_file_url(f"{root}/file/bot")
-            .update_queue(HandOffQueue())
-            .concurrent_updates(False)  # one update at a time keeps each chat in order
-            .request(AiohttpRequest())  # the bot's calls; getUpdates keeps PTB's client
-            .rate_limiter(TelegramRateLimiter())
+            .bot(bot)
+            .update_queue(updates)
+            .concurrent_updates(ChatOrder(UPDATES_AT_ONCE))
             .build()
         )
         commands = filters.UpdateType.MESSAGE & COMMAND_TEXT  # not edits, not channel posts
