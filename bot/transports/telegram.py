@@ -53,6 +53,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     Updater,
     filters,
 )
@@ -230,12 +231,16 @@ class TelegramTransport:
             .base_file_url(f"{root}/file/bot")
             .update_queue(HandOffQueue())
             .concurrent_updates(False)  # one update at a time keeps each chat in order
-            .rate_limiter(TelegramRateLimiter())
+            # Several instances on one token: each keeps to its share of the limits.
+            .rate_limiter(TelegramRateLimiter(max(1, PER_SECOND // config.telegram_instances)))
             .build()
         )
         commands = filters.UpdateType.MESSAGE & COMMAND_TEXT  # not edits, not channel posts
         self.ptb.add_handler(MessageHandler(commands, self._on_message))
         self.ptb.add_handler(CallbackQueryHandler(self._on_button))
+        # After the handlers above (a later group): the newest update handled, to confirm.
+        self.ptb.add_handler(TypeHandler(Update, self._handled), group=1)
+        self._handled_id: int | None = None
         # Message ids of the parts already sent, per Outgoing.key, so a retry by the outbox
         # sends only the parts that did not go out.
         self._sent_parts: dict[str, list[str]] = {}
@@ -247,16 +252,41 @@ class TelegramTransport:
         app.bot_usernames.add(self.ptb.bot.username.lower())
         await self._publish_menus(app)
         if self.config.telegram_webhook_url:
+            await self._check_webhook(self.config.telegram_webhook_url)
             await self._start_webhook(self.config.telegram_webhook_url)
         else:
             await self._updater.start_polling(allowed_updates=ALLOWED_UPDATES)
         await self.ptb.start()
 
-    async def stop(self) -> None:
+    async def stop_taking(self) -> None:
+        """No new updates: the one in hand is handled and its offset confirmed."""
+        polling = self._updater.running and not self.config.telegram_webhook_url
         if self._updater.running:
             await self._updater.stop()
         if self.ptb.running:
-            await self.ptb.stop()  # the update in hand is handled; its offset is confirmed
+            await self.ptb.stop()
+        if polling:
+            await self._confirm_handled()
+
+    async def _handled(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._handled_id = max(update.update_id, self._handled_id or 0)
+
+    async def _confirm_handled(self) -> None:
+        """PTB confirms a `getUpdates` batch only once all of it was handed over, so a stop
+        in the middle of a batch would leave the updates handled so far to be delivered
+        again (and recognised) at the next start. Confirms them now: every update before
+        the next offset is forgotten by Telegram, the rest of the batch stays."""
+        if self._handled_id is None:
+            return
+        try:
+            await self.ptb.bot.get_updates(
+                offset=self._handled_id + 1, limit=1, timeout=0, allowed_updates=ALLOWED_UPDATES
+            )
+        except TelegramError as error:  # they come again and are recognised as handled
+            log.warning("telegram: could not confirm the updates handled: %s", error)
+
+    async def stop(self) -> None:
+        await self.stop_taking()
         await self.app.outbox.idle()  # its answers go out while the bot can still send
         await self.ptb.shutdown()
 
@@ -280,10 +310,30 @@ class TelegramTransport:
             webhook_url=url,
             secret_token=webhook_secret(self.token),
             allowed_updates=ALLOWED_UPDATES,
-            # One call at a time: Telegram sends the next update once this one is answered,
-            # which is after it has been handled (see HandOffQueue).
-            max_connections=1,
+            # Telegram answers an update's call only after it was handled (see HandOffQueue)
+            # and sends a chat's next message only once the previous one's call is answered,
+            # so each chat's commands stay in order however many calls run at once — handed
+            # round several instances by a load balancer, they run side by side.
+            max_connections=self.config.telegram_webhook_connections,
         )
+
+    async def _check_webhook(self, url: str) -> None:
+        """Every instance registers the same webhook (URL, secret, connections, update
+        types; pending updates kept), so starting one more changes nothing. One that differs
+        is named in the log: the last to start wins, for all of them."""
+        try:
+            info = await self.ptb.bot.get_webhook_info()
+        except TelegramError as error:
+            log.warning("telegram: could not read the webhook registered: %s", error)
+            return
+        registered = info.url, info.max_connections
+        if info.url and registered != (url, self.config.telegram_webhook_connections):
+            log.warning(
+                "telegram: replacing the webhook %s (max_connections=%s) with %s "
+                "(max_connections=%s): every instance of one bot needs the same "
+                "GRIDBOT_TELEGRAM_WEBHOOK_URL and GRIDBOT_TELEGRAM_WEBHOOK_CONNECTIONS",
+                info.url, info.max_connections, url, self.config.telegram_webhook_connections,
+            )
 
     # -- incoming ---------------------------------------------------------------------------
 
@@ -362,9 +412,10 @@ class TelegramTransport:
             return None
         budget = self._budgets.get(chat)
         if budget is None:
-            budget = self._budgets[chat] = Budget(
-                GROUP_BURST, (GROUP_PER_MINUTE - GROUP_BURST) / 60
-            )
+            # With n instances on one token, each has 1/n of the group's minute.
+            share = GROUP_PER_MINUTE / self.config.telegram_instances
+            burst = max(1, GROUP_BURST // self.config.telegram_instances)
+            budget = self._budgets[chat] = Budget(burst, max(0.0, share - burst) / 60)
         return budget
 
     def calls(self, message: Outgoing) -> int:
