@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -19,11 +21,13 @@ from bot.app import App
 from bot.clock import Clock
 from bot.transports.telegram import TelegramTransport, webhook_secret
 from storage import models
+from storage.db import Database
 from tests.integration.test_telegram import ADMIN, HQ, config_for, free_port, populate, texts
 from tests.servers.botapi import FakeBotAPI, botapi
 
 __all__ = ["botapi"]  # the fixture, used by name
 
+REPO = Path(__file__).resolve().parents[2]
 URL = "https://gridbot.example/telegram/hook"
 PER_CHAT = 12
 
@@ -119,3 +123,31 @@ async def test_two_webhook_instances_answer_each_update_once(
     finally:
         for instance in (a, b):
             await instance.app.stop()
+
+
+async def test_instances_started_together_on_a_new_database_migrate_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Every instance migrates at start: here four at the same moment, on a fresh database
+    (each its own process, as `gridbot migrate`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")} | {
+        "PYTHONPATH": str(REPO), "GRIDBOT_DATABASE_URL": postgres_url,
+        "GRIDBOT_DATA_DIR": str(tmp_path),
+    }
+    runs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "migrate", cwd=REPO, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [await run.communicate() for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, [err.decode()[-500:] for _, err in outcomes]
+    database = Database(postgres_url)
+    try:
+        async with database.connection() as conn:
+            versions = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).all()
+        assert len(versions) == 1
+    finally:
+        await database.close()
