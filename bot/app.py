@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.clock import Clock
 from bot.config import Config
 from bot.context import JobContext
+from bot.context_cache import ContextCache
 from bot.dispatch import Dispatcher
 from bot.i18n import Renderer
 from bot.outbox import Outbox
@@ -56,6 +57,9 @@ class App:
         self.people = People(config, self.transports)
         self.outbox = Outbox(self)
         self.dispatcher = Dispatcher(self)
+        self.context_cache = ContextCache(
+            self.db.engine.sync_engine, shared=not self.db.is_sqlite
+        )
         self.bot_usernames: set[str] = set()  # filled by transports: `/cmd@name` for us
         self._running_jobs: set[asyncio.Task] = set()
 

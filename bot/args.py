@@ -551,7 +551,7 @@ class Mention(Converter):
 
 
 # Items with a per-community number (storage.queries.next_number).
-Numbered = models.Errand | models.Shift | models.KeyPerson
+Numbered = models.Errand | models.Shift | models.KeyPerson | models.SupplyNeed
 N = typing.TypeVar("N", bound=Numbered)
 
 
@@ -672,6 +672,12 @@ class Param:
         way round Python keywords)."""
         return self.name.rstrip("_")
 
+    @property
+    def other_names(self) -> tuple[str, ...]:
+        """An option's other names, as declared (OPTION_NAMES, then `Also`): `体温`, `温度`."""
+        names = (*OPTION_NAMES.get(self.word, ()), *self.also) if self.option else ()
+        return tuple(n for n in dict.fromkeys(names) if n.lower() != self.word.lower())
+
     def usage(self) -> str:
         if self.option:
             if self.rest:
@@ -706,7 +712,7 @@ class Signature:
         names = {}
         for p in self.params:
             if p.option:
-                for name in (p.word, *OPTION_NAMES.get(p.word, ()), *p.also):
+                for name in (p.word, *p.other_names):
                     names[name.lower()] = p
         return names
 

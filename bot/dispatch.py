@@ -12,22 +12,25 @@ import asyncio
 import logging
 import re
 from dataclasses import replace
+from datetime import date
 from difflib import get_close_matches
+from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot.access import Place, Seat, allowed, grid_refusal, refusal
 from bot.context import Actions, Context
+from bot.context_cache import Found
 from bot.errors import ArgError, Confirm, GridbotError, Refused, Reject
 from bot.normalise import normalise
 from bot.registry import REGISTRY, Command
 from bot.roles import Role, Where
 from bot.transports.base import Incoming, Outgoing
 from storage import models
+from storage.db import transient
 from storage.queries import load
 
 if TYPE_CHECKING:
@@ -47,34 +50,6 @@ _COMMAND = re.compile(r"[/／](\S+?)(?:@(\S+))?(?:\s+(.*))?", re.DOTALL)
 _PLAIN_NAME = re.compile(r"[a-z0-9_]{1,32}")
 
 
-# Driver errors that mean "the connection is gone or the server is not accepting yet"
-# (asyncpg's, by class name so that SQLite-only installs need no asyncpg).
-_CONNECTION_ERRORS = {
-    "PostgresConnectionError", "ConnectionDoesNotExistError", "OperatorInterventionError",
-    "CannotConnectNowError", "ConnectionFailureError",
-}
-
-
-def transient(error: BaseException) -> bool:
-    """Whether an error means the database is unavailable for now (SQLite locked beyond its
-    busy timeout, PostgreSQL restarting or unreachable), so the command may simply run again
-    (its transaction was rolled back)."""
-    seen = 0
-    cause: BaseException | None = error
-    while cause is not None and seen < 8:
-        if isinstance(cause, DBAPIError) and (
-            cause.connection_invalidated or isinstance(cause, OperationalError | InterfaceError)
-        ):
-            return True
-        if isinstance(cause, ConnectionError | TimeoutError) or type(cause) is OSError:
-            return True
-        if any(cls.__name__ in _CONNECTION_ERRORS for cls in type(cause).__mro__):
-            return True
-        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
-        seen += 1
-    return False
-
-
 def split_command(text: str) -> tuple[str, str | None, str] | None:
     """`/claim@gridbot E7` → ('claim', 'gridbot', 'E7'); None if it is not a command."""
     match = _COMMAND.fullmatch(text.strip())
@@ -86,6 +61,15 @@ def split_command(text: str) -> tuple[str, str | None, str] | None:
 class Dispatcher:
     def __init__(self, app: App) -> None:
         self.app = app
+        self._hinted: set[tuple[int, date]] = set()  # (person, day): asked to use a DM
+        # Built once: it runs for every message.
+        table = models.table(models.ProcessedMessage)
+        insert = sqlite_insert if app.db.is_sqlite else postgresql_insert
+        self._record_key = (
+            insert(table).values(key=bindparam("key"), at=bindparam("at"))
+            .on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.key)
+        )
+        self._audit = models.table(models.AuditEntry).insert()
 
     async def handle(self, msg: Incoming, *, wait_for_delivery: bool = True) -> None:
         msg = replace(msg, text=normalise(msg.text))  # phone-typed forms, once (bot/normalise.py)
@@ -141,23 +125,35 @@ class Dispatcher:
         return None
 
     async def _run(self, msg: Incoming, name: str, args: str) -> Context | None:
-        async with self.app.db.transaction() as db:
-            if not await self._first_delivery(db, msg):
-                return None  # a redelivered message: handled already
-            ctx = await self.context(db, msg)
-            kept = len(ctx.queued)
-            try:
-                async with db.begin_nested():
-                    await self._execute(ctx, name, args)
-            except GridbotError as problem:
-                del ctx.queued[kept:]  # replies queued by the rolled-back command
-                ctx.discard_unrendered()
-                ctx.events.clear()
-                ctx.outcome = f"refused:{getattr(problem, 'template', type(problem).__name__)}"
-                ctx.private_input = False
-                self._explain(ctx, name, args, problem)
-            await ctx.seal()
-            return ctx
+        """Handles the message in a transaction it may share with messages that arrived
+        meanwhile (storage/db.py `grouped`): one commit for a burst of commands."""
+        handled = await self.app.db.grouped(partial(self._run_in, msg, name, args))
+        if handled is None:
+            return None  # a redelivered message: handled already
+        ctx, seen = handled
+        if seen is not None:
+            self.app.context_cache.keep(msg, *seen)  # committed: those rows exist
+        return ctx
+
+    async def _run_in(
+        self, msg: Incoming, name: str, args: str, db
+    ) -> tuple[Context, tuple[Found, object] | None] | None:
+        if not await self._first_delivery(db, msg):
+            return None
+        ctx, seen = await self.context(db, msg)
+        kept = len(ctx.queued)
+        try:
+            async with db.begin_nested():
+                await self._execute(ctx, name, args)
+        except GridbotError as problem:
+            del ctx.queued[kept:]  # replies queued by the rolled-back command
+            ctx.discard_unrendered()
+            ctx.events.clear()
+            ctx.outcome = f"refused:{getattr(problem, 'template', type(problem).__name__)}"
+            ctx.private_input = False
+            self._explain(ctx, name, args, problem)
+        await ctx.seal()
+        return ctx, seen
 
     async def _first_delivery(self, db, msg: Incoming) -> bool:
         """Records a redeliverable message as handled, in the caller's transaction; False if
@@ -166,17 +162,37 @@ class Dispatcher:
             return True
         # One statement: of two instances handed the same message, the second waits for the
         # first's commit and finds the key taken.
-        table = models.table(models.ProcessedMessage)
-        insert = sqlite_insert if self.app.db.is_sqlite else postgresql_insert
         recorded = await db.scalar(
-            insert(table).values(key=msg.dedupe_key, at=self.app.clock.now())
-            .on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.key)
+            self._record_key, {"key": msg.dedupe_key, "at": self.app.clock.now()}
         )
         return recorded is not None
 
-    async def context(self, db, msg: Incoming) -> Context:
-        """Who is speaking, in which chat, community and grid, with which standing."""
+    async def context(
+        self, db, msg: Incoming
+    ) -> tuple[Context, tuple[Found, object] | None]:
+        """Who is speaking, in which chat, community and grid, with which standing: from
+        the context cache when it holds them, else looked up (and returned with the version
+        they were read at, for the cache to keep once the transaction has committed)."""
         now = self.app.clock.now()
+        cache = self.app.context_cache
+        version = await cache.version(db)
+        found = cache.get(db, msg, version)
+        seen = None
+        if found is None:
+            found = await self._look_up(db, msg, now)
+            seen = (found, version)
+        context = Context(
+            app=self.app, db=db, now=now, community=found.community, message=msg,
+            person=found.person, chat=found.chat, grid=found.grid, standing=found.standing,
+            communities=found.communities,
+            role=found.standing.role(
+                found.community.id if found.community else None,
+                found.grid.id if found.grid else None,
+            ),
+        )
+        return context, seen
+
+    async def _look_up(self, db, msg: Incoming, now) -> Found:
         person = await self.app.people.from_message(db, msg, now)
         # The chat with its community and grid in one query: this runs for every message.
         found = (
@@ -197,6 +213,7 @@ class Dispatcher:
             await db.flush()
         elif chat.is_direct != msg.is_direct:
             chat.is_direct = msg.is_direct  # e.g. a Matrix direct room someone else joined
+            await db.flush()
         standing = await self.app.people.standing(db, person)
         mine: list[models.Community] = []
         if community is None:
@@ -219,11 +236,8 @@ class Dispatcher:
                 home = standing.home_grid(chosen)
                 if chat.is_direct and home is not None:
                     grid = await db.get(models.Grid, home)
-        role = standing.role(community.id if community else None, grid.id if grid else None)
-        return Context(
-            app=self.app, db=db, now=now, community=community, message=msg, person=person,
-            chat=chat, grid=grid, role=role, standing=standing, communities=mine,
-        )
+        return Found(person=person, chat=chat, community=community, grid=grid,
+                     standing=standing, communities=mine)
 
     def seat(self, ctx: Context) -> Seat:
         """The caller's seat for the access rule (bot/access.py)."""
@@ -282,11 +296,11 @@ class Dispatcher:
             ctx.db.info.pop("audit", None)
         changes += ctx.extra_changes
         if changes:
-            ctx.db.add(models.AuditEntry(
-                at=ctx.now, community_id=ctx.community.id if ctx.community else None,
-                person_id=ctx.person.id, chat_id=ctx.chat.id, command=cmd.name,
-                text=ctx.message.text[:1000], refs=ctx.refs, changes=changes,
-            ))
+            await ctx.db.execute(self._audit, {
+                "at": ctx.now, "community_id": ctx.community.id if ctx.community else None,
+                "person_id": ctx.person.id, "chat_id": ctx.chat.id, "command": cmd.name,
+                "text": ctx.message.text[:1000], "refs": ctx.refs, "changes": changes,
+            })
 
     def _explain(self, ctx: Context, name: str, args: str, problem: GridbotError) -> None:
         """Turns an error of the tree into a clear reply. In a group chat nothing typed is
@@ -360,6 +374,9 @@ class Dispatcher:
                 log.warning("could not remove a message with private details from %s", msg.chat)
         if removed:
             return
+        hint = (ctx.person.id, ctx.today)
+        if hint in self._hinted:
+            return  # asked today already (the database says so too; this saves the look)
         async with self.app.db.transaction() as db:
             actions = Actions(
                 app=self.app, db=db, now=self.app.clock.now(), community=ctx.community
@@ -368,6 +385,7 @@ class Dispatcher:
             key, today = f"hint:private-input:{ctx.person.id}", actions.today.isoformat()
             asked = await db.get(models.KeyValue, key)
             if asked is not None and asked.value == today:
+                self._hinted.add(hint)
                 return
             await db.merge(models.KeyValue(key=key, value=today))
             person = await load(db, models.Person, ctx.person.id)
@@ -375,6 +393,9 @@ class Dispatcher:
             actions.tell(person, "core/private_in_group", origin=chat,
                          command=ctx.command.name if ctx.command else "")
             await actions.seal()
+        if len(self._hinted) > 10_000:
+            self._hinted.clear()  # older days' entries; the database remembers
+        self._hinted.add(hint)
         await self.app.outbox.deliver(actions.queued)
 
     async def _tell_unavailable(self, msg: Incoming) -> None:
@@ -396,7 +417,7 @@ class Dispatcher:
             async with self.app.db.transaction() as db:
                 if not await self._first_delivery(db, msg):
                     return None
-                ctx = await self.context(db, msg)
+                ctx, _ = await self.context(db, msg)
                 ctx.reply("core/internal_error")
                 await ctx.seal()
                 return ctx

@@ -365,42 +365,45 @@ class Outbox:
             self._recorder = None
 
     async def _write(self, sent: list[tuple[_Send, Sent]], failed: list[tuple[_Send, str]]):
-        """One transaction, in SQL (no ORM session: this runs after every command): rows
-        marked sent or failed; [(row id, notice)] for failed direct messages whose command
-        came from a group."""
+        """Rows marked sent or failed, in SQL, in the transaction of the commands being
+        handled meanwhile if there are any (storage/db.py `grouped`); [(row id, notice)] for
+        failed direct messages whose command came from a group."""
+        return await self.app.db.grouped(partial(self._write_in, sent, failed))
+
+    async def _write_in(self, sent, failed, session) -> list[tuple[int, models.OutboxMessage]]:
         now = self.app.clock.now()
         table = models.table(models.OutboxMessage)
         notices: list[tuple[int, models.OutboxMessage]] = []
-        async with self.app.db.connection() as conn:
-            delivered = [row.id for send, _ in sent for row in send.rows]
-            if delivered:
-                await conn.execute(
-                    update(table).where(table.c.id.in_(delivered))
-                    .values(sent_at=now, file_data=None)  # delivered files need not stay
-                )
-            posted = []
-            for send, result in sent:
-                first = send.rows[0]
-                if send.message.buttons and first.community_id:
-                    refs = {row.ref for row in send.rows if row.buttons}
-                    posted += [
-                        dict(transport=first.transport, chat=result.chat, message=message_id,
-                             community_id=first.community_id,
-                             ref=refs.pop() if len(refs) == 1 else None,
-                             buttons=list(send.message.buttons))
-                        for message_id in result.message_ids
-                    ]
-            if posted:
-                await conn.execute(insert(models.table(models.PostedMessage)), posted)
-            for send, error in failed:
-                await conn.execute(
-                    update(table).where(table.c.id.in_([row.id for row in send.rows]))
-                    .values(error=error)
-                )
-                for row in send.rows:
-                    if row.origin_chat and send.person is not None:
-                        notice = await self._dm_failed_notice(conn, row, send.person, now)
-                        notices.append((row.id, notice))
+        conn = await session.connection()
+        delivered = [row.id for send, _ in sent for row in send.rows]
+        if delivered:
+            await conn.execute(
+                update(table).where(table.c.id.in_(delivered))
+                .values(sent_at=now, file_data=None)  # delivered files need not stay
+            )
+        posted = []
+        for send, result in sent:
+            first = send.rows[0]
+            if send.message.buttons and first.community_id:
+                refs = {row.ref for row in send.rows if row.buttons}
+                posted += [
+                    dict(transport=first.transport, chat=result.chat, message=message_id,
+                         community_id=first.community_id,
+                         ref=refs.pop() if len(refs) == 1 else None,
+                         buttons=list(send.message.buttons))
+                    for message_id in result.message_ids
+                ]
+        if posted:
+            await conn.execute(insert(models.table(models.PostedMessage)), posted)
+        for send, error in failed:
+            await conn.execute(
+                update(table).where(table.c.id.in_([row.id for row in send.rows]))
+                .values(error=error)
+            )
+            for row in send.rows:
+                if row.origin_chat and send.person is not None:
+                    notice = await self._dm_failed_notice(conn, row, send.person, now)
+                    notices.append((row.id, notice))
         return notices
 
     async def _dm_failed_notice(

@@ -28,6 +28,7 @@ class Command:
     default: bool = False
     confirm: bool = False
     confirmable: bool = False
+    sub_aliases: tuple[str, ...] = ()  # other names of the sub-command (`/need 取消`)
 
     @property
     def name(self) -> str:
@@ -74,6 +75,9 @@ class Registry:
         subs = self.groups.setdefault(cmd.group, {})
         if cmd.sub in subs:
             raise ValueError(f"command /{cmd.name} declared twice")
+        for alias in cmd.sub_aliases:
+            if alias.lower() in subs or any(alias.lower() in c.sub_aliases for c in subs.values()):
+                raise ValueError(f"/{cmd.group} {alias} names two sub-commands")
         subs[cmd.sub] = cmd
         for alias in cmd.aliases:
             self.aliases[alias.lower()] = cmd.group
@@ -95,6 +99,9 @@ class Registry:
         first, _, rest = args.strip().partition(" ")
         if first and first.lower() in group:
             return group[first.lower()], rest
+        for cmd in group.values():
+            if first and first.lower() in cmd.sub_aliases:
+                return cmd, rest
         for cmd in group.values():
             if cmd.sub is None or cmd.default:
                 return cmd, args
@@ -122,12 +129,15 @@ def command(
     role_grid: str | None = None,
     confirm: bool = False,
     confirmable: bool = False,
+    sub_aliases: tuple[str, ...] = (),
 ):
     """Declares a command. `name` may hold a sub-command (`"grid add"`); `default` marks the
     sub-command run when none is named; `role_grid` names the argument whose grid the role
     is checked against (for commands that act on a grid other than this chat's); `confirm`
     asks before running a command that cannot easily be taken back; `confirmable` lets the
-    command itself ask, depending on its arguments (`ctx.confirm(...)`)."""
+    command itself ask, depending on its arguments (`ctx.confirm(...)`); `sub_aliases` are
+    other names of a sub-command, e.g. Chinese ones (`/need 取消 N3` for `/need cancel N3`),
+    where `aliases` name the whole command (`/需求`)."""
 
     group, _, sub = name.partition(" ")
 
@@ -145,6 +155,7 @@ def command(
                 default=default,
                 confirm=confirm,
                 confirmable=confirmable,
+                sub_aliases=tuple(a.lower() for a in sub_aliases),
             )
         )
         return function

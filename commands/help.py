@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.api import REGISTRY, Context, Reject, Role, Where, command, usable_here
+from bot.api import REGISTRY, Command, Context, Reject, Role, Where, command, usable_here
 
 
 def _listing(ctx: Context) -> list[dict[str, str]]:
@@ -35,13 +35,24 @@ async def help_(ctx: Context, command: str = "") -> None:
     ctx.reply(
         "help/command",
         entries=[
-            {"usage": c.usage, "summary": summaries.get(c.name, c.summary), "role": c.role.key}
+            {"usage": c.usage, "summary": summaries.get(c.name, c.summary), "role": c.role.key,
+             "options": _other_names(c), "also": [f"/{c.group} {a}" for a in c.sub_aliases]}
             for c in group.values()
         ],
         aliases=sorted(
             a for a, g in REGISTRY.aliases.items() if g in (name, REGISTRY.aliases.get(name))
         ),
     )
+
+
+def _other_names(cmd: Command) -> list[dict[str, object]]:
+    """The other names of a command's options, as declared in bot/args.py (`体温=` for
+    `temp=`): the usage line shows each option by its own name, the help adds these."""
+    return [
+        {"word": p.word, "names": list(p.other_names)}
+        for p in cmd.signature.params
+        if p.option and p.other_names
+    ]
 
 
 def _place(ctx: Context) -> dict[str, object]:

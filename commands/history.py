@@ -1,4 +1,4 @@
-"""/history: the audit trail of one item (E7, S5, K12), from the audit log every command and
+"""/history: the audit trail of one item (E7, S5, K12, N3), from the audit log every command and
 scheduled job writes."""
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ ITEMS: dict[str, tuple[type[Numbered], str]] = {
     "E": (models.Errand, "errands"),
     "S": (models.Shift, "shifts"),
     "K": (models.KeyPerson, "key_persons"),
+    "N": (models.SupplyNeed, "supply_needs"),
 }
 SHOWN = 20
 
 
 class AnyItem(Converter):
-    """`E7`, `S5` or `K12`: an errand, a shift or a key person of this community."""
+    """`E7`, `S5`, `K12` or `N3`: an errand, a shift, a key person or a priority supply
+    request of this community."""
 
-    placeholder = "E|S|K"
+    placeholder = "E|S|K|N"
 
     async def convert(self, ctx: Context, word: str) -> tuple[str, Numbered]:
         prefix = word[:1].upper()

@@ -7,7 +7,8 @@ a delete by putting the row back. Per-community numbers (`E7`) are never handed 
 
 Retention removes health data from the database itself: a key person's name and reason
 and their check-ins' temperatures and symptoms `anonymise_days` after the observation
-ended; screenings' temperatures and notes after `retention_days`. The audit log's copies
+ended; screenings' temperatures and notes, and welfare check-ins' notes (a worker's own
+words, see clear_old_welfare_notes), after `retention_days`. The audit log's copies
 (each entry's changes and the command line as typed) and the stored text of the messages
 that carried them go too. IDs, households, dates and counts stay, so coverage and /history
 still add up. These writes are bulk statements, which the audit capture does not copy.
@@ -49,7 +50,7 @@ KEPT_TABLES = {"counters", "digests_sent", "audit_log", "leases"}
 # Commands whose effect cannot be taken back (data removed for good), or that are undos.
 NOT_UNDOABLE = {"undo", "forget", "community"}
 # Items shown by their own ID in what /undo says; other rows are counted per table.
-ITEM_TABLES = {"errands": "E", "shifts": "S", "key_persons": "K"}
+ITEM_TABLES = {"errands": "E", "shifts": "S", "key_persons": "K", "supply_needs": "N"}
 
 MODELS: dict[str, type[models.Base]] = {
     m.class_.__tablename__: m.class_ for m in models.Base.registry.mappers
@@ -62,10 +63,11 @@ FOREIGN_KEYS: dict[str, list[tuple[str, str]]] = {
 }
 
 RETENTION_EVERY = timedelta(hours=1)
-RETENTION_BATCH = 5000  # screenings cleared per community and run, at most
+RETENTION_BATCH = 5000  # screenings (welfare notes) cleared per community and run, at most
 KEY_PERSON_PRIVATE = ("name", "reason")
 CHECKIN_PRIVATE = ("temperature", "symptoms")
 SCREENING_PRIVATE = ("note", "temperature")
+WELFARE_PRIVATE = ("note",)
 
 
 # --- /undo ------------------------------------------------------------------------------
@@ -274,7 +276,7 @@ async def _reverse(ctx: Context, nets: dict[tuple[str, Any], dict]) -> bool:
             setattr(current, column, value)
     await ctx.db.flush()
     for row in sorted(removals, key=lambda r: -TABLE_ORDER[r.__tablename__]):
-        if isinstance(row, models.Errand | models.Shift | models.KeyPerson):  # ITEM_TABLES
+        if isinstance(row, Numbered):  # ITEM_TABLES
             # Its buttons and reactions (`/claim E5`) lead nowhere now.
             await ctx.db.execute(delete(models.PostedMessage).where(
                 models.PostedMessage.community_id == row.community_id,
@@ -419,9 +421,9 @@ async def forget(ctx: Context, kp: KeyPersonRef) -> None:
 
 @job(every=RETENTION_EVERY)
 async def retention(jc: JobContext) -> None:
-    """Removes health data past each community's limits. What is done is marked (the key
-    person's `anonymised_at`; per community, how far screenings were cleared), so a rerun
-    or a restart repeats nothing."""
+    """Removes health data (and welfare notes) past each community's limits. What is done is
+    marked (the key person's `anonymised_at`; per community, how far screenings and welfare
+    notes were cleared), so a rerun or a restart repeats nothing."""
     for community in (await jc.db.scalars(select(models.Community))).all():
         actions = dataclasses.replace(jc, community=community)
         cutoff = jc.now - timedelta(days=community.anonymise_days)
@@ -437,6 +439,7 @@ async def retention(jc: JobContext) -> None:
         for kp in due:
             await remove_key_person_data(actions, kp)
         await clear_old_screenings(actions)
+        await clear_old_welfare_notes(actions)
 
 
 async def remove_key_person_data(actions: Actions, kp: models.KeyPerson) -> int:
@@ -491,47 +494,86 @@ def _key_person_row(change: dict, kp_id: int, checkin_ids: set[int]) -> tuple[st
 
 
 async def clear_old_screenings(actions: Actions) -> int:
-    """Screenings older than the community's retention lose their temperature and note.
-    Progress is kept per community, so each run looks only at what became due since; a
-    large backlog (the first run, a shortened retention) is cleared a batch per run, so the
-    database is not held for long."""
+    """Screenings older than the community's retention lose their temperature and note."""
+    community = _community(actions)
+    return await _clear_past_retention(
+        actions, "screenings", models.Screening,
+        carrying=[models.Screening.community_id == community.id,
+                  or_(models.Screening.note != "", models.Screening.temperature.is_not(None))],
+        cleared={"note": "", "temperature": None}, private=SCREENING_PRIVATE,
+    )
+
+
+async def clear_old_welfare_notes(actions: Actions) -> int:
+    """Welfare check-ins older than the community's retention lose their note; the score
+    stays, so the digest's totals still add up.
+
+    The period is `/set retention` (retention_days), not the key persons' one: a welfare
+    note is a front-line worker's own words about how they are, personal but not a resident's
+    health record, and it is tied to no observation whose end could start a clock. Like a
+    screening it is one dated record, kept for the community's retention period and no longer;
+    nothing in the bot ever shows it, so nothing is lost with it."""
+    community = _community(actions)
+    return await _clear_past_retention(
+        actions, "welfare", models.WelfareCheck,
+        carrying=[models.WelfareCheck.community_id == community.id,
+                  models.WelfareCheck.note != ""],
+        cleared={"note": ""}, private=WELFARE_PRIVATE,
+    )
+
+
+async def _clear_past_retention(
+    actions: Actions,
+    kind: str,
+    model: type[models.Screening] | type[models.WelfareCheck],
+    *,
+    carrying: list[Any],
+    cleared: dict[str, Any],
+    private: tuple[str, ...],
+) -> int:
+    """Rows of `model` (dated by `at`) still `carrying` private values and older than the
+    community's retention get the `cleared` values; the audit log's copies of the `private`
+    columns and the command lines, and the direct or HQ messages sent by those commands, go
+    too. Progress is kept per community and kind, so each run looks only at what became due
+    since; a large backlog (the first run, a shortened retention) is cleared a batch per run,
+    so the database is not held for long."""
     db, community = actions.db, _community(actions)
+    table = model.__tablename__
     cutoff = actions.now - timedelta(days=community.retention_days)
-    mark_key = f"retention:screenings:{community.id}"
+    mark_key = f"retention:{kind}:{community.id}"
     mark = await db.get(models.KeyValue, mark_key)
     since = datetime.fromisoformat(mark.value) if mark else None
     if since is not None and since >= cutoff:
         return 0
-    carrying = [models.Screening.community_id == community.id,
-                or_(models.Screening.note != "", models.Screening.temperature.is_not(None))]
+    carrying = list(carrying)
     if since is not None:
-        carrying.append(models.Screening.at > since)
+        carrying.append(model.at > since)
     moments = (
         await db.scalars(
-            select(models.Screening.at).where(*carrying, models.Screening.at <= cutoff)
-            .order_by(models.Screening.at).limit(RETENTION_BATCH + 1)
+            select(model.at).where(*carrying, model.at <= cutoff)
+            .order_by(model.at).limit(RETENTION_BATCH + 1)
         )
     ).all()
     upto = moments[RETENTION_BATCH - 1] if len(moments) > RETENTION_BATCH else cutoff
-    cleared = (
+    count = (
         await db.execute(
-            update(models.Screening).where(*carrying, models.Screening.at <= upto)
-            .values(note="", temperature=None).execution_options(synchronize_session=False)
+            update(model).where(*carrying, model.at <= upto)
+            .values(**cleared).execution_options(synchronize_session=False)
         )
     ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
     entries = [models.AuditEntry.community_id == community.id, models.AuditEntry.at <= upto,
-               cast(models.AuditEntry.changes, String).like('%"table": "screenings"%')]
+               cast(models.AuditEntry.changes, String).like(f'%"table": "{table}"%')]
     if since is not None:
         entries.append(models.AuditEntry.at > since)
     for entry in (await db.scalars(select(models.AuditEntry).where(*entries))).all():
-        _scrub_entry(entry, lambda c: SCREENING_PRIVATE if c["table"] == "screenings" else ())
+        _scrub_entry(entry, lambda c: private if c["table"] == table else ())
     await _scrub_messages(actions, since=since, until=upto,
                           moments={at for at in moments if at <= upto})
     if mark is None:
         db.add(models.KeyValue(key=mark_key, value=upto.isoformat()))
     else:
         mark.value = upto.isoformat()
-    return cleared
+    return count
 
 
 def _community(actions: Actions) -> models.Community:

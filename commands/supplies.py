@@ -2,7 +2,8 @@
 disinfection supplies and of residents' food; a leader sets minimums; falling below one
 alerts the grid's leaders once; priority requests (`N<n>`) stay in the digest until met.
 
-/supply, /supply min, /supply item, /supplies, /need, /need done; the digest section.
+/supply, /supply min, /supply item, /supplies, /need, /need done, /need cancel; the digest
+section.
 
 Items. A grid's item is recognised by name or alias, in Chinese or English, from the
 catalogue below (口罩 = masks = mask) or from aliases a leader gave it; `/supply 口罩 500 个`
@@ -631,26 +632,24 @@ async def need_done(ctx: Context, need: NeedRef, note: Text = "") -> None:
     asked is told."""
     grid = await load(ctx.db, models.Grid, need.grid_id)
     if ctx.role_in(grid) < Role.LEADER:
-        raise Reject("supplies/need_other_grid", number=need.number, grid=grid)
+        raise Reject("supplies/need_other_grid", number=need.number, grid=grid, cancel=False)
     # One conditional UPDATE: of two people marking it at once (the button), one does.
     met = await ctx.db.scalar(
         update(models.SupplyNeed)
         .where(models.SupplyNeed.id == need.id, models.SupplyNeed.closed_at.is_(None))
-        .values(closed_at=ctx.now, met_by_id=ctx.person.id, met_note=note)
+        .values(closed_at=ctx.now, met_by_id=ctx.person.id, met_note=note, state="met")
         .returning(models.SupplyNeed.id)
         .execution_options(synchronize_session=False)
     )
     await ctx.db.refresh(need)
     if met is None:
-        by = await ctx.db.get(models.Person, need.met_by_id) if need.met_by_id else None
-        raise Reject("supplies/need_closed", number=need.number, by=by.label if by else None,
-                     at=need.closed_at)
+        await _already_closed(ctx, need)
     assert need.closed_at is not None  # just set by the update
     ctx.record(
         "supply_needs", need.id,
-        before={"closed_at": None, "met_by_id": None, "met_note": ""},
+        before={"closed_at": None, "met_by_id": None, "met_note": "", "state": "pending"},
         after={"closed_at": need.closed_at.isoformat(), "met_by_id": ctx.person.id,
-               "met_note": note},
+               "met_note": note, "state": "met"},
     )
     ctx.ref(f"N{need.number}")
     asker = await load(ctx.db, models.Person, need.by_id)
@@ -663,6 +662,53 @@ async def need_done(ctx: Context, need: NeedRef, note: Text = "") -> None:
     if asker.id != ctx.person.id:
         origin = next((c for c in chats if c.transport == asker.transport), ctx.chat)
         ctx.tell(asker, "supplies/told_met", origin=origin, line=line, by=ctx.person.label)
+
+
+@command("need cancel", role=Role.MEMBER, where=Where.COMMUNITY, sub_aliases=("取消", "撤销"))
+async def need_cancel(ctx: Context, need: NeedRef) -> None:
+    """Cancel a priority request no longer needed (the person who asked, a leader of its grid,
+    or the secretary); it leaves the digest and /supplies."""
+    grid = await load(ctx.db, models.Grid, need.grid_id)
+    if need.by_id != ctx.person.id and ctx.role_in(grid) < Role.LEADER:
+        if ctx.standing.top_role(grid.community_id) >= Role.LEADER:  # of another grid
+            raise Reject("supplies/need_other_grid", number=need.number, grid=grid,
+                         cancel=True)
+        raise Refused(Role.LEADER)
+    # One conditional UPDATE, as for "met": of a cancel and a "met" at once, one counts.
+    cancelled = await ctx.db.scalar(
+        update(models.SupplyNeed)
+        .where(models.SupplyNeed.id == need.id, models.SupplyNeed.closed_at.is_(None))
+        .values(closed_at=ctx.now, state="cancelled")
+        .returning(models.SupplyNeed.id)
+        .execution_options(synchronize_session=False)
+    )
+    await ctx.db.refresh(need)
+    if cancelled is None:
+        await _already_closed(ctx, need)
+    ctx.record(
+        "supply_needs", need.id,
+        before={"closed_at": None, "state": "pending"},
+        after={"closed_at": ctx.now.isoformat(), "state": "cancelled"},
+    )
+    ctx.ref(f"N{need.number}")
+    asker = await load(ctx.db, models.Person, need.by_id)
+    line = _need_line(ctx, need, asker, grid)
+    ctx.reply("supplies/need_cancelled", line=line, by=ctx.person.label)
+    chats = await grid_chats(ctx.db, grid.id)
+    for chat in chats:
+        if chat.id != ctx.chat.id:
+            ctx.post(chat, "supplies/need_cancelled", line=line, by=ctx.person.label)
+    if asker.id != ctx.person.id:
+        origin = next((c for c in chats if c.transport == asker.transport), ctx.chat)
+        ctx.tell(asker, "supplies/told_cancelled", origin=origin, line=line,
+                 by=ctx.person.label)
+
+
+async def _already_closed(ctx: Context, need: models.SupplyNeed) -> None:
+    """Refuses to close a request twice, saying how and when it was closed."""
+    by = await ctx.db.get(models.Person, need.met_by_id) if need.met_by_id else None
+    raise Reject("supplies/need_closed", number=need.number, state=need.state,
+                 by=by.label if by else None, at=need.closed_at)
 
 
 # --- the digest -------------------------------------------------------------------------

@@ -1,15 +1,20 @@
-"""Database setup: one async engine, SQLite tuned for concurrent writers, migrations at start."""
+"""Database setup: one async engine, SQLite tuned for concurrent writers, migrations at start,
+and group commit: units of work that arrive together share one transaction, each in a
+savepoint of its own."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -18,11 +23,20 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage import audit  # noqa: F401  (registers the change capture for the audit log)
+from storage import audit, versions  # noqa: F401  (register the audit capture, the version bump)
 from storage.sqlite_inline import inline_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITER_TIMEOUT = 30  # seconds, as SQLite's busy_timeout
+GROUP_LIMIT = 64  # units of work in one shared transaction
+
+Work = Callable[[AsyncSession], Awaitable[Any]]
+
+
+@dataclass
+class _Unit:
+    work: Work
+    done: asyncio.Future
 
 
 class Database:
@@ -41,6 +55,8 @@ class Database:
         # instead of in SQLite's busy handler, which sleeps in growing steps and so turns a
         # short queue into long waits. Other processes still meet busy_timeout.
         self._writer = asyncio.Lock() if self.is_sqlite else None
+        self._grouped: list[_Unit] = []
+        self._group_runner: asyncio.Task | None = None
 
     async def migrate(self) -> None:
         """Brings the schema to the newest migration (idempotent)."""
@@ -78,8 +94,87 @@ class Database:
         finally:
             self._writer.release()
 
+    async def grouped(self, work: Work) -> Any:
+        """Runs `work` in a transaction shared with the units submitted while the one before
+        was running (group commit: a burst of commands costs one commit, not one each).
+        Each runs in a savepoint of its own: one that raises is rolled back alone and its
+        exception raised here. Returns its result once the transaction has committed; if
+        the commit fails, every unit of it gets that error (nothing of it was kept)."""
+        unit = _Unit(work, asyncio.get_running_loop().create_future())
+        self._grouped.append(unit)
+        if self._group_runner is None:
+            self._group_runner = asyncio.create_task(self._run_groups(), name="group commit")
+        return await unit.done
+
+    async def _run_groups(self) -> None:
+        try:
+            while self._grouped:
+                group = self._grouped[:GROUP_LIMIT]
+                del self._grouped[:GROUP_LIMIT]
+                await self._run_group(group)
+        finally:
+            self._group_runner = None
+
+    async def _run_group(self, group: list[_Unit]) -> None:
+        outcomes: list[tuple[_Unit, Any, BaseException | None]] = []
+        try:
+            async with self.transaction() as session:
+                if len(group) == 1:  # alone, its transaction is its savepoint
+                    outcomes.append((group[0], await group[0].work(session), None))
+                else:
+                    for unit in group:
+                        try:
+                            async with session.begin_nested():
+                                outcomes.append((unit, await unit.work(session), None))
+                        except Exception as error:
+                            if transient(error):
+                                raise  # the transaction itself is in doubt: all run again
+                            outcomes.append((unit, None, error))
+        except BaseException as error:
+            for unit in group:  # nothing of the group was kept
+                unit.done.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for unit, value, problem in outcomes:
+            if problem is not None:
+                unit.done.set_exception(problem)
+            else:
+                unit.done.set_result(value)
+
     async def close(self) -> None:
+        if self._group_runner is not None:
+            await asyncio.wait([self._group_runner])
         await self.engine.dispose()
+
+
+# Driver errors that mean "the connection is gone or the server is not accepting yet"
+# (asyncpg's, by class name so that SQLite-only installs need no asyncpg).
+_CONNECTION_ERRORS = {
+    "PostgresConnectionError", "ConnectionDoesNotExistError", "OperatorInterventionError",
+    "CannotConnectNowError", "ConnectionFailureError",
+}
+
+
+def transient(error: BaseException) -> bool:
+    """Whether an error means the database is unavailable for now (SQLite locked beyond its
+    busy timeout, PostgreSQL restarting or unreachable), so the command may simply run again
+    (its transaction was rolled back)."""
+    seen = 0
+    cause: BaseException | None = error
+    while cause is not None and seen < 8:
+        if isinstance(cause, DBAPIError) and (
+            cause.connection_invalidated or isinstance(cause, OperationalError | InterfaceError)
+        ):
+            return True
+        if isinstance(cause, ConnectionError | TimeoutError) or type(cause) is OSError:
+            return True
+        if any(cls.__name__ in _CONNECTION_ERRORS for cls in type(cause).__mro__):
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
+        seen += 1
+    return False
+
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

@@ -385,7 +385,8 @@ class SupplyReport(Base):
 
 
 class SupplyNeed(Base):
-    """`N<n>`: a priority request for the front line, open until marked met (`closed_at`)."""
+    """`N<n>`: a priority request for the front line, open (`pending`) until marked `met` or
+    `cancelled` by the person who asked (either sets `closed_at`)."""
 
     __tablename__ = "supply_needs"
     __table_args__ = (
@@ -407,6 +408,7 @@ class SupplyNeed(Base):
     closed_at: Mapped[datetime | None]
     met_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     met_note: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
 
 
 # --- publicity and care -----------------------------------------------------------------

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import Executable, bindparam, distinct, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models
 
 Row = TypeVar("Row", bound=models.Base)
+_NEXT_NUMBER: dict[str, Executable] = {}
 
 
 async def load(db: AsyncSession, model: type[Row], key: int | str | tuple[object, ...]) -> Row:
@@ -30,17 +31,22 @@ async def next_number(db: AsyncSession, community_id: int, kind: str) -> int:
     of a kind is created and later ones counted up in the same statement, which locks the
     counter (PostgreSQL) or runs under the write lock (SQLite), so no number is given twice,
     even when two commands ask for the very first one at once."""
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = (
-        insert(models.Counter)
-        .values(community_id=community_id, kind=kind, last=1)
-        .on_conflict_do_update(
-            index_elements=[models.Counter.community_id, models.Counter.kind],
-            set_={"last": models.Counter.last + 1},
+    dialect = db.get_bind().dialect.name
+    stmt = _NEXT_NUMBER.get(dialect)
+    if stmt is None:  # built once per kind of database: it runs for most commands
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        counters = models.table(models.Counter)
+        stmt = _NEXT_NUMBER[dialect] = (
+            insert(counters)
+            .values(community_id=bindparam("community_id"), kind=bindparam("kind"), last=1)
+            .on_conflict_do_update(
+                index_elements=[counters.c.community_id, counters.c.kind],
+                set_={"last": counters.c.last + 1},
+            )
+            .returning(counters.c.last)
         )
-        .returning(models.Counter.last)
-    )
-    return int((await db.execute(stmt)).scalar_one())
+    stmt_values = {"community_id": community_id, "kind": kind}
+    return int((await db.execute(stmt, stmt_values)).scalar_one())
 
 
 @dataclass

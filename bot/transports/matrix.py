@@ -316,12 +316,22 @@ class MatrixTransport:
             await self._accept_invite(room_id, info.invite_state)
         if self._token is None:
             return  # the first start ever: history is not ours to answer
-        for room_id, room in response.rooms.join.items():
-            events = list(room.timeline.events)
-            if room.timeline.limited and room.timeline.prev_batch:
-                events = await self._gap(room_id, room.timeline.prev_batch) + events
-            for event in self._after_own_join(events):
-                await self._handle_event(room_id, event)
+        # Rooms side by side (their commands can share a commit), each room's events in order;
+        # the sync counts as handled (its token saved) once every room's are.
+        outcomes = await asyncio.gather(
+            *(self._handle_room(room_id, room) for room_id, room in response.rooms.join.items()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _handle_room(self, room_id: str, room: Any) -> None:
+        events = list(room.timeline.events)
+        if room.timeline.limited and room.timeline.prev_batch:
+            events = await self._gap(room_id, room.timeline.prev_batch) + events
+        for event in self._after_own_join(events):
+            await self._handle_event(room_id, event)
 
     async def _gap(self, room_id: str, prev_batch: str) -> list[Event]:
         """The events between the previous sync and a limited timeline, oldest first."""

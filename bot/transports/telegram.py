@@ -1,9 +1,11 @@
 """The Telegram transport: python-telegram-bot 22 run inside the bot's own asyncio loop.
 
-Updates arrive by long polling, or by webhook when GRIDBOT_TELEGRAM_WEBHOOK_URL is set, and
-are handled one at a time, in order. Each becomes an `Incoming` with the dedupe key
-`telegram:<update_id>`: Telegram redelivers an update until it is confirmed, and the
-dispatcher records the key with the command's effect, so a redelivered update is skipped.
+Updates arrive by long polling, or by webhook when GRIDBOT_TELEGRAM_WEBHOOK_URL is set. The
+updates of one `getUpdates` batch are handled side by side, each chat's in order (so that
+commands arriving together share one commit: storage/db.py `grouped`); the batch is confirmed
+(the next `getUpdates`) only once all of it is handled. Each becomes an `Incoming` with the
+dedupe key `telegram:<update_id>`: Telegram redelivers an update until it is confirmed, and
+the dispatcher records the key with the command's effect, so a redelivered update is skipped.
 
 Messages go out as plain text (no parse mode: what a user typed, `<b>` or `&`, comes back as
 typed), split at Telegram's 4,096 characters, with buttons as an inline keyboard whose
@@ -50,13 +52,15 @@ from telegram.ext import (
     Application,
     ApplicationBuilder,
     BaseRateLimiter,
+    BaseUpdateProcessor,
     CallbackQueryHandler,
     ContextTypes,
+    ExtBot,
     MessageHandler,
-    TypeHandler,
     Updater,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.access import Place, Seat, allowed
 from bot.config import Config, ConfigError
@@ -92,6 +96,7 @@ MAX_CALLBACK_DATA = InlineKeyboardButtonLimit.MAX_CALLBACK_DATA
 MAX_MENU = 100  # commands per menu scope
 MENU_NAME = re.compile(r"[a-z0-9_]{1,32}")  # what Telegram accepts as a command name
 BUTTONS_PER_ROW = 3
+UPDATES_AT_ONCE = 256  # updates handled side by side (and HTTP connections for sending)
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 # Transient failures (timeouts, 5xx) are retried here a few times; after that, or when flood
 # control outlasts the rate limiter's own retries, the outbox keeps the message for later.
@@ -109,17 +114,65 @@ GROUP_ADMIN = Seat(role=Role.ADMIN, place=Place.GROUP, community=True)
 
 
 class HandOffQueue(asyncio.Queue):
-    """PTB's update queue, where `put` returns only once the update has been handled.
+    """PTB's update queue. With a webhook, `put` returns only once the update has been
+    handled: PTB's webhook answers Telegram when `put` returns, and Telegram forgets the
+    update then. With polling, `put` returns at once and `ConfirmingBot` waits instead."""
 
-    PTB's updater confirms a batch of updates to Telegram (the next getUpdates offset) as
-    soon as it has put them all in its queue, and its webhook answers Telegram when `put`
-    returns. Waiting here for the handling means Telegram forgets an update only after the
-    dispatcher has committed it: a crash mid-batch gets the rest of the batch redelivered.
-    """
+    def __init__(self, *, wait_in_put: bool) -> None:
+        super().__init__()
+        self.wait_in_put = wait_in_put
 
     async def put(self, item: Any) -> None:
         await super().put(item)
-        await self.join()  # the Application marks each update done once processed
+        if self.wait_in_put:
+            await self.join()  # the Application marks each update done once processed
+
+
+class ConfirmingBot(ExtBot):
+    """Asks for the next updates, which confirms the last batch to Telegram (its offset),
+    only once every update handed over has been handled: a crash mid-batch gets the rest
+    of the batch redelivered."""
+
+    __slots__ = ("_handed_over",)
+
+    def __init__(self, *args: Any, handed_over: asyncio.Queue, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed_over = handed_over
+
+    async def get_updates(self, *args: Any, **kwargs: Any) -> Any:
+        await self._handed_over.join()
+        return await super().get_updates(*args, **kwargs)
+
+
+class ChatOrder(BaseUpdateProcessor):
+    """Updates handled side by side, except that each chat's go one after another, in the
+    order they came: different chats' commands can share a commit, one chat's answers
+    never overtake each other."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._last: dict[int | None, asyncio.Future] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = update.effective_chat if isinstance(update, Update) else None
+        key = chat.id if chat is not None else None
+        before = self._last.get(key)
+        mine = asyncio.get_running_loop().create_future()
+        self._last[key] = mine
+        try:
+            if before is not None:
+                await asyncio.shield(before)
+            await coroutine
+        finally:
+            mine.set_result(None)
+            if self._last.get(key) is mine:
+                del self._last[key]
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
 
 
 def webhook_secret(token: str) -> str:
@@ -224,23 +277,27 @@ class TelegramTransport:
         self.config = config
         self.token = config.telegram_token
         root = config.telegram_api_url
+        updates = HandOffQueue(wait_in_put=bool(config.telegram_webhook_url))
+        bot = ConfirmingBot(
+            self.token,
+            base_url=f"{root}/bot",
+            base_file_url=f"{root}/file/bot",
+            request=HTTPXRequest(connection_pool_size=UPDATES_AT_ONCE),
+            get_updates_request=HTTPXRequest(),
+            # Several instances on one token: each keeps to its share of the limits.
+            rate_limiter=TelegramRateLimiter(max(1, PER_SECOND // config.telegram_instances)),
+            handed_over=updates,
+        )
         self.ptb: Application = (
             ApplicationBuilder()
-            .token(self.token)
-            .base_url(f"{root}/bot")
-            .base_file_url(f"{root}/file/bot")
-            .update_queue(HandOffQueue())
-            .concurrent_updates(False)  # one update at a time keeps each chat in order
-            # Several instances on one token: each keeps to its share of the limits.
-            .rate_limiter(TelegramRateLimiter(max(1, PER_SECOND // config.telegram_instances)))
+            .bot(bot)
+            .update_queue(updates)
+            .concurrent_updates(ChatOrder(UPDATES_AT_ONCE))
             .build()
         )
         commands = filters.UpdateType.MESSAGE & COMMAND_TEXT  # not edits, not channel posts
         self.ptb.add_handler(MessageHandler(commands, self._on_message))
         self.ptb.add_handler(CallbackQueryHandler(self._on_button))
-        # After the handlers above (a later group): the newest update handled, to confirm.
-        self.ptb.add_handler(TypeHandler(Update, self._handled), group=1)
-        self._handled_id: int | None = None
         # Message ids of the parts already sent, per Outgoing.key, so a retry by the outbox
         # sends only the parts that did not go out.
         self._sent_parts: dict[str, list[str]] = {}
@@ -259,31 +316,12 @@ class TelegramTransport:
         await self.ptb.start()
 
     async def stop_taking(self) -> None:
-        """No new updates: the one in hand is handled and its offset confirmed."""
-        polling = self._updater.running and not self.config.telegram_webhook_url
+        """No new updates: those handed over are handled, then confirmed (polling: the
+        updater's last `getUpdates` waits for them, see ConfirmingBot)."""
         if self._updater.running:
             await self._updater.stop()
         if self.ptb.running:
             await self.ptb.stop()
-        if polling:
-            await self._confirm_handled()
-
-    async def _handled(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        self._handled_id = max(update.update_id, self._handled_id or 0)
-
-    async def _confirm_handled(self) -> None:
-        """PTB confirms a `getUpdates` batch only once all of it was handed over, so a stop
-        in the middle of a batch would leave the updates handled so far to be delivered
-        again (and recognised) at the next start. Confirms them now: every update before
-        the next offset is forgotten by Telegram, the rest of the batch stays."""
-        if self._handled_id is None:
-            return
-        try:
-            await self.ptb.bot.get_updates(
-                offset=self._handled_id + 1, limit=1, timeout=0, allowed_updates=ALLOWED_UPDATES
-            )
-        except TelegramError as error:  # they come again and are recognised as handled
-            log.warning("telegram: could not confirm the updates handled: %s", error)
 
     async def stop(self) -> None:
         await self.stop_taking()

@@ -30,7 +30,7 @@ async def test_history_of_a_key_person_in_a_group_names_nobody(community):
 
 async def test_history_bad_input_and_refusal(community):
     out = await community.say(":as wang", ":in g1chat", "/history X1")
-    assert "不是编号" in out.text() and "/history <E|S|K>" in out.text()
+    assert "不是编号" in out.text() and "/history <E|S|K|N>" in out.text()
     out = await community.say("/history E9")
     assert "没有 E9" in out.text()
     out = await community.say(":as stranger", "/history E1")

@@ -1,6 +1,7 @@
-"""Retention of residents' health data, and /forget: names, reasons, temperatures, symptoms
-and notes leave the database (the records, the audit log's copies, the stored messages)
-once the clock passes the community's limits, while IDs, households, dates and counts stay.
+"""Retention of residents' health data (and of welfare notes), and /forget: names, reasons,
+temperatures, symptoms and notes leave the database (the records, the audit log's copies,
+the stored messages) once the clock passes the community's limits, while IDs, households,
+dates, scores and counts stay.
 
 The bot is restarted with its clock moved on (as after downtime) rather than left to tick
 through four weeks minute by minute: the retention job must catch up either way."""
@@ -200,3 +201,70 @@ async def test_forget_ends_an_active_observation(community):
     out = await bot.say(":as wang", ":in g1chat", "/checkin K1 36.5")
     assert "K1 已于 02-10 09:00 解除观察" in out.text()
     assert "张三" not in await stored_text(bot)
+
+
+async def welfare_text(bot) -> str:
+    """Everything stored that could carry a welfare note: the check-ins, the audit log
+    (changes and command lines) and the outbox, as text."""
+    async with bot.app.db.transaction() as db:
+        parts = [check.note for check in (await db.scalars(select(models.WelfareCheck))).all()]
+        for entry in (await db.scalars(select(models.AuditEntry))).all():
+            parts.append(entry.text)
+            parts.append(json.dumps(entry.changes, ensure_ascii=False))
+        parts.extend(row.text for row in (await db.scalars(select(models.OutboxMessage))).all())
+        return "\n".join(parts)
+
+
+async def welfare_checks(bot) -> list[tuple[int, str, bool]]:
+    async with bot.app.db.transaction() as db:
+        rows = (await db.scalars(select(models.WelfareCheck).order_by(models.WelfareCheck.id)))
+        return [(c.score, c.note, c.shared_at is not None) for c in rows.all()]
+
+
+async def test_welfare_notes_go_after_the_retention_period_and_scores_stay(community):
+    bot = community
+    await bot.say(":as wang", ":dm", "/welfare 2 腰疼得厉害", "/welfare share",
+                  ":wait 1d", ":as li", ":dm", "/welfare 4 连续三个夜班", "/welfare 5")
+    assert await welfare_checks(bot) == [
+        (2, "腰疼得厉害", True), (4, "连续三个夜班", False), (5, "", False)]
+    text = await welfare_text(bot)
+    assert "腰疼得厉害" in text and "连续三个夜班" in text  # before: the rows and the audit log
+
+    # Past the key persons' 28 days, but welfare notes keep the community's retention (90 d).
+    await bot.restart("2026-03-20T09:00")
+    await bot.say(":wait 2h")
+    assert "腰疼得厉害" in await welfare_text(bot)
+
+    await bot.restart("2026-05-11T08:30")  # 90 days after 02-10 09:00 is 05-11 09:00
+    await bot.say(":wait 20m")
+    assert (await welfare_checks(bot))[0][1] == "腰疼得厉害"
+    await bot.say(":wait 1h")
+    assert await welfare_checks(bot) == [
+        (2, "", True), (4, "连续三个夜班", False), (5, "", False)]
+    text = await welfare_text(bot)
+    assert "腰疼得厉害" not in text and "连续三个夜班" in text  # li's is a day younger
+    async with bot.app.db.transaction() as db:
+        first = await db.scalar(select(models.AuditEntry).where(
+            models.AuditEntry.command == "welfare").order_by(models.AuditEntry.id))
+    assert first.text == "/welfare"
+    assert [c["after"].get("score") for c in first.changes] == [2]
+
+    await bot.say(":wait 1d")
+    assert [(score, note) for score, note, _ in await welfare_checks(bot)] == [
+        (2, ""), (4, ""), (5, "")]
+    assert "连续三个夜班" not in await welfare_text(bot)
+    # The setting says what it covers.
+    out = await bot.say(":as admin", ":in hq", "/set retention 30d confirm")
+    assert "排查记录保留 30 天（关怀留言同此期限）" in out.text()
+
+
+async def test_a_shorter_retention_clears_welfare_notes_too(community):
+    bot = community
+    await bot.say(":as wang", ":dm", "/welfare 3 家里老人没人照顾")
+    out = await bot.say(":as admin", ":in hq", "/set retention 30d")
+    assert "关怀登记的留言" in out.text()  # the question says what will go
+    await bot.say("/set retention 30d confirm")
+    await bot.restart("2026-03-12T09:00")
+    await bot.say(":wait 1h")
+    assert await welfare_checks(bot) == [(3, "", False)]
+    assert "家里老人没人照顾" not in await welfare_text(bot)

@@ -358,3 +358,103 @@ async def test_in_english(community):
     assert "Your priority request N1" in out.text("dm:wang")
     assert "⚠ gloves: g1 80 pairs ⚠below 100 · g2 —" in out.text("hq")
     assert "No open priority requests." in out.text("hq")
+
+
+async def test_the_asker_cancels_a_request_and_it_leaves_supplies_and_the_digest(community):
+    await community.say(":as wang", ":in g1chat", "/need 防护服 50 套 北门卡口急用",
+                        "/need 口罩 200 个")
+    out = await community.say(":as admin", ":in hq", "/digest")
+    assert "N1 防护服 50 套" in out.text("hq") and "N2 口罩 200 个" in out.text("hq")
+
+    out = await community.say(":wait 5m", ":as wang", ":in g1chat", "/need cancel N1")
+    [reply] = out.texts("g1chat")
+    assert "优先需求 N1（g1 防护服 50 套，@wang 提出）已取消，@wang 操作" in reply
+    assert out.chats() == ["g1chat"]  # the asker's own: no one else to tell
+    [n1, n2] = await rows(community, models.SupplyNeed)
+    assert (n1.state, n1.closed_at is not None, n1.met_by_id) == ("cancelled", True, None)
+    assert (n2.state, n2.closed_at) == ("pending", None)
+
+    out = await community.say("/supplies")
+    assert "N1" not in out.text("g1chat") and "N2 口罩 200 个" in out.text("g1chat")
+    out = await community.say(":as admin", ":in hq", "/digest", "/supplies all")
+    [digest, listing] = out.texts("hq")
+    assert "1 条优先需求待满足" in digest and "N1" not in digest and "N2" in digest
+    assert "N1" not in listing and "N2" in listing
+
+    # Closed is closed: neither cancelled again nor marked met.
+    out = await community.say(":as wang", ":in g1chat", "/need cancel 1",
+                              ":as lead", "/need done N1")
+    again, met = out.texts("g1chat")
+    assert "N1 已于 02-10 09:05 取消，无需再处理" in again
+    assert "N1 已于 02-10 09:05 取消" in met
+    # A met request cannot be cancelled.
+    out = await community.say("/need done N2", ":as wang", "/need cancel N2")
+    assert "N2 已经标记为满足（@lead" in out.texts("g1chat")[-1]
+    assert [n.state for n in await rows(community, models.SupplyNeed)] == ["cancelled", "met"]
+
+
+async def test_cancel_in_chinese_by_a_leader_or_the_secretary_tells_the_asker(community):
+    await community.say(":as wang", ":in g1chat", "/need 防护服 50", "/need 手套 20",
+                        "/need 酒精 5")
+    out = await community.say(":as lead", "/需求 取消 N1")
+    assert "N1" in out.text("g1chat") and "已取消，@lead 操作" in out.text("g1chat")
+    [told] = out.texts("dm:wang")
+    assert "你提出的优先需求 N1（g1 防护服 50 套）已被 @lead 取消" in told
+
+    # The secretary, from the HQ chat: the grid's chat is told too.
+    out = await community.say(":as admin", ":in hq", "/need 撤销 n2")
+    assert "N2" in out.text("hq") and "已取消，@admin 操作" in out.text("hq")
+    assert "N2" in out.text("g1chat") and "已取消" in out.text("g1chat")
+    assert "已被 @admin 取消" in out.text("dm:wang")
+    assert [n.state for n in await rows(community, models.SupplyNeed)] == [
+        "cancelled", "cancelled", "pending"]
+
+
+async def test_others_may_not_cancel_and_bad_ids_get_the_usage_line(community):
+    await community.say(":as wang", ":in g1chat", "/need 防护服 50")
+    out = await community.say(":as li", "/need cancel N1")
+    assert "/need cancel 需要「网格长」或以上角色" in out.text("g1chat")
+    out = await community.say(":as zhang Zhang", "/need cancel N1")  # not joined
+    assert "/need cancel 需要先报到成为网格员" in out.text("g1chat")
+    out = await community.say(":as admin", ":in g2chat", "/role @lead2 leader", ":as lead2",
+                              "/join", "/need cancel N1")
+    assert "N1 是网格 g1 的需求，只有该网格的网格长或社区书记（或提出人）可以取消" in (
+        out.text("g2chat"))
+    out = await community.say(":as wang", ":in g1chat", "/need cancel N9", "/need cancel",
+                              "/need cancel 口罩")
+    unknown, missing, bad = out.texts("g1chat")
+    assert "没有 N9" in unknown and "/need cancel <N>" in unknown
+    assert "/need cancel <N>" in missing and "/need cancel <N>" in bad
+    assert "口罩" not in bad  # what was typed is not repeated in a group
+    [n1] = await rows(community, models.SupplyNeed)
+    assert n1.state == "pending" and n1.closed_at is None
+    # Nothing was created by the words either (`取消` is not taken as an item).
+    assert [i.name for i in await rows(community, models.SupplyItem)] == ["protective-suits"]
+
+
+async def test_a_cancel_is_in_the_history_and_can_be_undone(community):
+    await community.say(":as wang", ":in g1chat", "/need 防护服 50", ":wait 11m")
+    out = await community.say("/need cancel N1", "/history N1")
+    trail = out.texts("g1chat")[-1]
+    assert "/need · 新建 → 待满足" in trail and "/need cancel · 待满足 → 已取消" in trail
+
+    out = await community.say(":wait 1m", "/undo")
+    assert "N1 撤回：恢复为待满足" in out.text("g1chat")
+    [n1] = await rows(community, models.SupplyNeed)
+    assert (n1.state, n1.closed_at) == ("pending", None)
+    out = await community.say("/supplies")
+    assert "N1 防护服 50 套" in out.text("g1chat")
+    out = await community.say(":as lead", "/need done N1", "/history N1")
+    assert "/need done · 待满足 → 已满足" in out.texts("g1chat")[-1]
+
+
+async def test_cancel_in_english(community):
+    await community.say(":as admin", ":in hq", "/set lang en", ":as wang", ":in g1chat",
+                        "/need suits 20")
+    out = await community.say(":as lead", "/need cancel N1", "/need cancel N1")
+    cancelled, again = out.texts("g1chat")
+    assert ("Priority request N1 (g1 protective suits 20 sets, asked by @wang) is cancelled, "
+            "by @lead") in cancelled
+    assert "N1 was cancelled at 02-10 09:00" in again
+    assert "Your priority request N1" in out.text("dm:wang") and "was cancelled by @lead" in (
+        out.text("dm:wang"))

@@ -189,7 +189,7 @@ async def test_undo_of_a_shift_sign_up_and_refusal_once_someone_signed_up(commun
 async def test_bad_input_to_undo(community):
     bot = community
     out = await bot.say(":as wang", ":in g1chat", "/undo X5")
-    assert "用法" in out.text() and "/undo [E|S|K]" in out.text()
+    assert "用法" in out.text() and "/undo [E|S|K|N]" in out.text()
     out = await bot.say("/undo E99")
     assert "没有 E99" in out.text()
     out = await bot.say("/undo E1 E2")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
 from bot.app import App
 from bot.clock import Clock
@@ -507,3 +509,49 @@ async def test_private_details_typed_in_a_group_are_removed_where_the_bot_may(
         assert all(
             "38.6" not in (m["text"] or "") and "咳嗽" not in (m["text"] or "") for m in group
         )
+
+
+async def test_a_batch_is_handled_chats_side_by_side_each_in_order_sharing_commits(
+    botapi: FakeBotAPI, tmp_path: Path
+) -> None:
+    populate(botapi)
+    config = config_for(botapi, tmp_path)
+    async with running(config):
+        await setup_grids(botapi)
+    # Posted while the bot is down: they come as one getUpdates batch.
+    per_chat = 12
+    for n in range(1, per_chat + 1):
+        botapi.user_says(WANG, G1, f"/errand 一网格第{n}件")
+        botapi.user_says(ADMIN, G2, f"/errand 二网格第{n}件")
+    commands_per_commit: list[int] = []
+    in_transaction: Counter[int] = Counter()
+
+    def statement(conn, cursor, sql: str, *args: object) -> None:
+        if sql.startswith("INSERT INTO processed_messages"):
+            in_transaction[id(conn)] += 1
+
+    def committed(conn) -> None:
+        if in_transaction[id(conn)]:
+            commands_per_commit.append(in_transaction.pop(id(conn)))
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "commit", committed)
+    try:
+        async with running(config):
+            await handled(botapi, timeout=30)
+    finally:
+        event.remove(Engine, "before_cursor_execute", statement)
+        event.remove(Engine, "commit", committed)
+
+    for chat, name in ((G1, "一网格"), (G2, "二网格")):
+        posted = re.findall(rf"新代办 E(\d+)：{name}第(\d+)件", "\n".join(texts(botapi.sent(chat))))
+        # Every command answered once, in the order it was typed in its chat, and handled
+        # in that order (the numbers were handed out as they were handled).
+        assert [int(n) for _, n in posted] == list(range(1, per_chat + 1))
+        numbers = [int(e) for e, _ in posted]
+        assert numbers == sorted(numbers)
+    assert sum(commands_per_commit) == 2 * per_chat
+    # Commands of the two chats arrived together and shared commits.
+    assert max(commands_per_commit) > 1 and len(commands_per_commit) < 2 * per_chat
+    print(f"\n{2 * per_chat} commands in {len(commands_per_commit)} commits: "
+          f"{commands_per_commit}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from bot.dispatch import transient
+from storage.db import transient
 
 
 class ConnectionDoesNotExistError(Exception):
