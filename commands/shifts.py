@@ -693,9 +693,10 @@ async def give_back_shifts(actions: Actions, person: models.Person, grid: models
         await actions.db.refresh(shift, with_for_update=True)
     if freed:
         waiting = await actions.db.scalars(
-            select(models.SignUp.person_id.distinct())
+            select(models.SignUp.person_id)
             .where(models.SignUp.shift_id.in_([s.id for s in freed]),
                    models.SignUp.state == "waiting")
+            .distinct()
             .order_by(models.SignUp.person_id)
         )
         for person_id in waiting.all():
