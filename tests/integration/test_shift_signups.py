@@ -121,6 +121,14 @@ async def test_concurrent_leaving_and_joining_never_overfill(tmp_path, database_
         # Whoever waits, waits behind every holder in the list's order: no one jumped ahead.
         assert set(first[2:5]) <= set(holders)
 
+        # A holder leaving the grid: their slot goes to the first in line (the freed shift
+        # locked first, then the people waiting on it).
+        waiting = [user for user, state in rows if state == "waiting"]
+        await bot.say(":as p03", "/leave")
+        rows = await signups(bot)
+        assert "p03" not in {p for p, _ in rows}
+        assert [user for user, state in rows if state == "slot"][-1] == waiting[0]
+
         # The life cycle's writes on this database: a swap, the clock's marks, the credit.
         await bot.say(":as p02", "/swap S1 @p00", ":as p00", "/signup S1")
         assert ("p00", "slot") in await signups(bot) and ("p02", "slot") not in await signups(bot)
