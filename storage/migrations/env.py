@@ -10,7 +10,7 @@ from storage.models import Base
 MIGRATION_LOCK = 0x67726964  # "grid"
 
 connection = context.config.attributes.get("connection")
-if connection.dialect.name == "postgresql":
+if connection is not None and connection.dialect.name == "postgresql":
     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
 context.configure(
     connection=connection,
