@@ -552,7 +552,27 @@ async def noshow(ctx: Context, shift: ShiftRef, person: PersonRef) -> None:
 # --- the shift clock --------------------------------------------------------------------
 
 
-@job(every=CLOCK_EVERY)
+async def next_shift_due(jc: JobContext) -> datetime | None:
+    """When the shift clock next has work: a reminder's lead time reached before a shift
+    starts, a shift starting, a shift ending (the manual clock's `due`, bot/scheduler.py)."""
+    Shift = models.Shift
+    reminders = (
+        await jc.db.execute(
+            select(Shift.starts_at, models.Community.shift_remind_minutes)
+            .join(models.Community, models.Community.id == Shift.community_id)
+            .where(Shift.reminded_at.is_(None), Shift.starts_at > jc.now)
+        )
+    ).all()
+    moments = [starts - min(timedelta(minutes=lead), REMIND_MAX) for starts, lead in reminders]
+    for column, mark in ((Shift.starts_at, Shift.started_alerted_at),
+                         (Shift.ends_at, Shift.credited_at)):
+        moment = await jc.db.scalar(select(func.min(column)).where(mark.is_(None)))
+        if moment is not None:
+            moments.append(moment)
+    return min(moments, default=None)
+
+
+@job(every=CLOCK_EVERY, due=next_shift_due)
 async def shift_clock(jc: JobContext) -> None:
     """Reminds people before a shift (once: `reminded_at`), tells leaders at the start of
     slots still empty (once: `started_alerted_at`), and credits hours once a shift has
