@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.clock import Clock
+from bot.config import Config
 from bot.transports.telegram import TelegramTransport, webhook_secret
 from storage import models
 from storage.db import Database
@@ -151,3 +152,18 @@ async def test_instances_started_together_on_a_new_database_migrate_once(
         assert len(versions) == 1
     finally:
         await database.close()
+
+
+@pytest.mark.parametrize(("instances", "per_second", "burst", "per_minute"),
+                         [(1, 30, 10, 20), (2, 15, 5, 10), (3, 10, 3, 20 / 3), (4, 7, 2, 5)])
+def test_each_instance_keeps_to_its_share_of_telegrams_limits(
+    instances: int, per_second: int, burst: int, per_minute: float
+) -> None:
+    """n instances on one token: together never over 30 calls a second, nor over 20
+    messages a minute to one group."""
+    transport = TelegramTransport(Config(telegram_token="123:abc", telegram_instances=instances))
+    assert transport.ptb.bot.rate_limiter.per_second == per_second
+    group = transport.budget("-1001000000001")
+    assert group is not None and group.capacity == burst
+    assert group.capacity + group.per_second * 60 == pytest.approx(per_minute)
+    assert transport.budget("42") is None  # a private chat has no allowance of its own
