@@ -29,7 +29,7 @@ class Config:
     telegram_webhook_url: str | None = None
     telegram_webhook_listen: str = "127.0.0.1:8443"
     # Telegram's `max_connections` for the webhook: how many updates it hands out at once
-    # (never two of one chat's messages). More than 1 only pays with several instances.
+    # (never two of one chat's messages); more lets different chats run side by side.
     telegram_webhook_connections: int = 1
     # How many instances share the bot token: each keeps to its share of Telegram's limits.
     telegram_instances: int = 1
