@@ -10,7 +10,7 @@ import importlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -69,7 +69,10 @@ class App:
         await self.db.migrate()
         self.scheduler.start()
         for job in REGISTRY.jobs:
-            self.scheduler.every(job.name, job.every, self._job_runner(job.function))
+            self.scheduler.every(
+                job.name, job.every, self._job_runner(job.function),
+                due=self._due_asker(job.due) if job.due else None, catch_up=job.catch_up,
+            )
         self.scheduler.every("outbox", OUTBOX_RETRY, self.outbox.retry)
         await self.emit("startup")
         # Whatever was accepted but not sent before a restart is queued before any transport
@@ -90,6 +93,17 @@ class App:
         is queued is delivered, and what cannot go out now stays in the outbox for the next
         start; then the database closes."""
         self.scheduler.shutdown()
+        # Reading stops first, everywhere: otherwise a transport would go on taking new
+        # messages (and the outbox new replies) while the jobs and the outbox are waited for,
+        # and a steady flow of commands could hold the stop off indefinitely.
+        for transport in list(self.transports.values()):
+            stop_taking = getattr(transport, "stop_taking", None)
+            if stop_taking is None:
+                continue
+            try:
+                await stop_taking()
+            except Exception:
+                log.exception("stopping transport %s", transport.name)
         if self._running_jobs:
             await asyncio.wait(set(self._running_jobs), timeout=STOP_TIMEOUT)
         await self.outbox.idle()
@@ -135,6 +149,7 @@ class App:
         except Exception:
             log.exception("job %s failed", name)
             return
+        self.scheduler.changed()
         for event, values in jc.events:
             await self.emit(event, **values)
         await self.outbox.deliver(jc.queued)
@@ -163,6 +178,15 @@ class App:
             await self.run_job(function)
 
         return run
+
+    def _due_asker(self, due: Callable[[JobContext], Awaitable[datetime | None]]):
+        """Asks a job's `due` (bot/registry.py), reading the database as it is now."""
+
+        async def ask() -> datetime | None:
+            async with self.db.transaction() as db:
+                return await due(JobContext(app=self, db=db, now=self.clock.now()))
+
+        return ask
 
     async def emit(self, event: str, **values) -> None:
         """Calls the hooks declared for `event` (e.g. a domain rescheduling its jobs)."""

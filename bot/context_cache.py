@@ -76,6 +76,7 @@ class ContextCache:
             state = inspect(row)
             if state.session_id not in (None, session.hash_key):
                 return None  # in another transaction's hands
+            assert state.key is not None  # committed rows have their identity
             if session.identity_map.get(state.key) not in (None, row):
                 return None  # this transaction has loaded the row itself
         for row in rows:

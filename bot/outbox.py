@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, or_, select, true, update
+from sqlalchemy import bindparam, insert, or_, select, true, update
 
 from bot.context import DELIVERY_LEASE
 from bot.transports.base import (
@@ -53,6 +53,12 @@ MAX_MERGED_BUTTONS = 30  # buttons on one merged message (an inline keyboard has
 ITEM_MARK = "↩"  # heads each item of a merged message: `↩ @wang /errand`
 
 ChatKey = tuple[str, str]
+_OUTBOX = models.table(models.OutboxMessage)
+# Built once: it runs after every reply. Delivered files need not stay.
+_MARK_SENT = (
+    update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(sent_at=bindparam("now"), file_data=None)
+)
 
 
 @dataclass
@@ -377,10 +383,7 @@ class Outbox:
         conn = await session.connection()
         delivered = [row.id for send, _ in sent for row in send.rows]
         if delivered:
-            await conn.execute(
-                update(table).where(table.c.id.in_(delivered))
-                .values(sent_at=now, file_data=None)  # delivered files need not stay
-            )
+            await conn.execute(_MARK_SENT, {"ids": delivered, "now": now})
         posted = []
         for send, result in sent:
             first = send.rows[0]

@@ -49,6 +49,10 @@ class Job:
     name: str
     every: timedelta
     function: Callable[..., Awaitable[Any]]
+    # For the manual clock only (bot/scheduler.py): when the job next has work, or that
+    # running it once per jump is enough.
+    due: Callable[..., Awaitable[Any]] | None = None
+    catch_up: bool = False
 
 
 @dataclass
@@ -163,11 +167,21 @@ def command(
     return decorate
 
 
-def job(every: timedelta):
-    """Declares a periodic job: `async def f(jc: JobContext)`, run every `every`."""
+def job(every: timedelta, *, due=None, catch_up: bool = False):
+    """Declares a periodic job: `async def f(jc: JobContext)`, run every `every`.
+
+    Both options only change how the console's manual clock jumps (the rule is in
+    bot/scheduler.py); the real clock runs the job every `every` regardless.
+    `due`: `async def g(jc: JobContext) -> datetime | None`, the earliest moment (at or after
+    `jc.now`) at which a run would write or send anything, given the database as it is; None
+    when nothing is pending. It may be early (a wasted run), never late (a missed moment).
+    `catch_up=True`: what a run does does not depend on when it runs, so one run per jump does
+    the work of them all."""
 
     def decorate(function):
-        REGISTRY.jobs.append(Job(function.__module__ + "." + function.__name__, every, function))
+        REGISTRY.jobs.append(
+            Job(function.__module__ + "." + function.__name__, every, function, due, catch_up)
+        )
         return function
 
     return decorate

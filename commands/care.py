@@ -236,11 +236,9 @@ async def welfare_share(ctx: Context) -> None:
 # --- asking after duty ------------------------------------------------------------------
 
 
-@job(every=ASK_EVERY)
-async def ask_after_duty(jc: JobContext) -> None:
-    """Asks each person who held a slot on a shift that has ended (hours credited) how they
-    are, once: the `WelfareAsk` row is written with the question, in one transaction. One
-    question per person per run, and none to someone who answered since the shift ended."""
+def _unasked(now: datetime):
+    """Who held a slot on a shift that ended (hours credited) within ASK_WITHIN and was not
+    asked about it yet: (shift, person, community, post name, answered since it ended)."""
     asked = (
         select(models.WelfareAsk.id)
         .where(models.WelfareAsk.shift_id == models.Shift.id,
@@ -254,22 +252,34 @@ async def ask_after_duty(jc: JobContext) -> None:
                models.WelfareCheck.at >= models.Shift.ends_at)
         .exists()
     )
-    rows = (
-        await jc.db.execute(
-            select(models.Shift, models.Person, models.Community, models.DutyPost.name, answered)
-            .join(models.SignUp, models.SignUp.shift_id == models.Shift.id)
-            .join(models.Person, models.Person.id == models.SignUp.person_id)
-            .join(models.Community, models.Community.id == models.Shift.community_id)
-            .join(models.DutyPost, models.DutyPost.id == models.Shift.post_id)
-            .where(
-                models.Shift.credited_at.is_not(None),
-                models.Shift.ends_at >= jc.now - ASK_WITHIN,
-                models.SignUp.state == "slot",
-                ~asked,
-            )
-            .order_by(models.Shift.id, models.SignUp.id)
+    return (
+        select(models.Shift, models.Person, models.Community, models.DutyPost.name, answered)
+        .join(models.SignUp, models.SignUp.shift_id == models.Shift.id)
+        .join(models.Person, models.Person.id == models.SignUp.person_id)
+        .join(models.Community, models.Community.id == models.Shift.community_id)
+        .join(models.DutyPost, models.DutyPost.id == models.Shift.post_id)
+        .where(
+            models.Shift.credited_at.is_not(None),
+            models.Shift.ends_at >= now - ASK_WITHIN,
+            models.SignUp.state == "slot",
+            ~asked,
         )
-    ).all()
+        .order_by(models.Shift.id, models.SignUp.id)
+    )
+
+
+async def next_ask_due(jc: JobContext) -> datetime | None:
+    """Now if someone is still to be asked, else None: only the shift clock crediting a
+    shift makes more (the manual clock's `due`, bot/scheduler.py)."""
+    return jc.now if (await jc.db.execute(_unasked(jc.now).limit(1))).first() else None
+
+
+@job(every=ASK_EVERY, due=next_ask_due)
+async def ask_after_duty(jc: JobContext) -> None:
+    """Asks each person who held a slot on a shift that has ended (hours credited) how they
+    are, once: the `WelfareAsk` row is written with the question, in one transaction. One
+    question per person per run, and none to someone who answered since the shift ended."""
+    rows = (await jc.db.execute(_unasked(jc.now))).all()
     told: set[int] = set()
     for shift, person, community, post, already in rows:
         jc.db.add(models.WelfareAsk(shift_id=shift.id, person_id=person.id, at=jc.now))

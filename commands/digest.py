@@ -267,10 +267,11 @@ def schedule(app: App, community: models.Community) -> None:
     )
 
 
-@job(every=timedelta(minutes=5))
+@job(every=timedelta(minutes=5), catch_up=True)
 async def sync_schedules(jc: JobContext) -> None:
     """Follows digest times changed through another bot instance on the same database (the
-    `community_changed` hook only reaches the instance where /set ran)."""
+    `community_changed` hook only reaches the instance where /set ran). When it runs does
+    not matter, so a jump of the manual clock runs it once (bot/scheduler.py)."""
     for community in (await jc.db.scalars(select(models.Community))).all():
         schedule(jc.app, community)
 

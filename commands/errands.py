@@ -197,7 +197,22 @@ async def hand_back_errands(actions: Actions, person: models.Person, grid: model
 # --- the claim window -------------------------------------------------------------------
 
 
-@job(every=SWEEP_EVERY)
+async def next_claim_due(jc: JobContext) -> datetime | None:
+    """When the claim sweep next has work: a claim's window running out unreminded, or twice
+    the window running out (the manual clock's `due`, bot/scheduler.py)."""
+    rows = await jc.db.execute(
+        select(models.Errand.claimed_at, models.Errand.reminded_at, models.Community.claim_minutes)
+        .join(models.Community, models.Community.id == models.Errand.community_id)
+        .where(models.Errand.state == "claimed", models.Errand.claimed_at.is_not(None))
+    )
+    return min(
+        (claimed + timedelta(minutes=minutes) * (1 if reminded is None else 2)
+         for claimed, reminded, minutes in rows.all() if claimed is not None),
+        default=None,
+    )
+
+
+@job(every=SWEEP_EVERY, due=next_claim_due)
 async def sweep_claims(jc: JobContext) -> None:
     """A claim past the community's claim window is reminded once by direct message; past
     twice the window it goes back to open and is announced again. Marks make reruns harmless."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 
@@ -369,7 +370,26 @@ async def hand_back_key_persons(actions: Actions, person: models.Person, grid: m
 # --- the overdue sweep ------------------------------------------------------------------
 
 
-@job(every=timedelta(minutes=5))
+async def next_follow_up_due(jc: JobContext) -> datetime | None:
+    """When the overdue sweep next has work: an observation's last day over (midnight in the
+    community's time zone), or a watched key person overdue and not reminded within the
+    window (the manual clock's `due`, bot/scheduler.py)."""
+    zones = dict((await jc.db.execute(select(models.Community.id, models.Community.tz))).all())
+    moments = []
+    for f in await follow_ups(jc.db, jc.now):
+        kp = f.kp
+        if kp.until is not None:
+            moments.append(datetime.combine(kp.until + timedelta(days=1), time(),
+                                            ZoneInfo(zones[kp.community_id])))
+        if f.watcher is not None:
+            reminder = f.due_at + timedelta.resolution  # overdue: strictly after `due_at`
+            if kp.last_reminded_at is not None:
+                reminder = max(reminder, kp.last_reminded_at + f.window)
+            moments.append(reminder)
+    return min(moments, default=None)
+
+
+@job(every=timedelta(minutes=5), due=next_follow_up_due)
 async def sweep_key_persons(jc: JobContext) -> None:
     """Ends observations past their `until` date, and reminds each watcher of an overdue
     key person once per follow-up window (marked in `last_reminded_at`, so a rerun after a

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from sqlalchemy import Date, DateTime, String, cast, delete, or_, select, update
+from sqlalchemy import Date, DateTime, String, cast, delete, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -419,7 +419,34 @@ async def forget(ctx: Context, kp: KeyPersonRef) -> None:
 # --- retention --------------------------------------------------------------------------
 
 
-@job(every=RETENTION_EVERY)
+async def next_retention_due(jc: JobContext) -> datetime | None:
+    """When retention next has work: an ended observation reaching the community's limit,
+    or a screening or welfare note not yet cleared reaching the retention (the manual
+    clock's `due`, bot/scheduler.py)."""
+    moments = []
+    for community in (await jc.db.scalars(select(models.Community))).all():
+        ended = await jc.db.scalar(
+            select(func.min(models.KeyPerson.ended_at)).where(
+                models.KeyPerson.community_id == community.id,
+                models.KeyPerson.anonymised_at.is_(None),
+            )
+        )
+        if ended is not None:
+            moments.append(ended + timedelta(days=community.anonymise_days))
+        for kind, (model, carrying) in RETAINED.items():
+            mark = await jc.db.get(models.KeyValue, f"retention:{kind}:{community.id}")
+            dated = await jc.db.scalar(
+                select(func.min(model.at)).where(
+                    *carrying(community),
+                    (model.at > datetime.fromisoformat(mark.value)) if mark else true(),
+                )
+            )
+            if dated is not None:
+                moments.append(dated + timedelta(days=community.retention_days))
+    return min(moments, default=None)
+
+
+@job(every=RETENTION_EVERY, due=next_retention_due)
 async def retention(jc: JobContext) -> None:
     """Removes health data (and welfare notes) past each community's limits. What is done is
     marked (the key person's `anonymised_at`; per community, how far screenings and welfare
@@ -498,8 +525,7 @@ async def clear_old_screenings(actions: Actions) -> int:
     community = _community(actions)
     return await _clear_past_retention(
         actions, "screenings", models.Screening,
-        carrying=[models.Screening.community_id == community.id,
-                  or_(models.Screening.note != "", models.Screening.temperature.is_not(None))],
+        carrying=_screenings_carrying(community),
         cleared={"note": "", "temperature": None}, private=SCREENING_PRIVATE,
     )
 
@@ -516,10 +542,26 @@ async def clear_old_welfare_notes(actions: Actions) -> int:
     community = _community(actions)
     return await _clear_past_retention(
         actions, "welfare", models.WelfareCheck,
-        carrying=[models.WelfareCheck.community_id == community.id,
-                  models.WelfareCheck.note != ""],
+        carrying=_welfare_carrying(community),
         cleared={"note": ""}, private=WELFARE_PRIVATE,
     )
+
+
+def _screenings_carrying(community: models.Community) -> list[Any]:
+    return [models.Screening.community_id == community.id,
+            or_(models.Screening.note != "", models.Screening.temperature.is_not(None))]
+
+
+def _welfare_carrying(community: models.Community) -> list[Any]:
+    return [models.WelfareCheck.community_id == community.id, models.WelfareCheck.note != ""]
+
+
+# What retention clears after `retention_days`, by the kind its progress mark names: the
+# model and its rows still carrying private values. `next_retention_due` reads it.
+RETAINED: dict[str, tuple[type[models.Screening] | type[models.WelfareCheck], Any]] = {
+    "screenings": (models.Screening, _screenings_carrying),
+    "welfare": (models.WelfareCheck, _welfare_carrying),
+}
 
 
 async def _clear_past_retention(

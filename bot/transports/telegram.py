@@ -292,7 +292,8 @@ class TelegramTransport:
             # The bot's calls through aiohttp (telegram_http.py); getUpdates keeps PTB's client.
             request=AiohttpRequest(connections=UPDATES_AT_ONCE),
             get_updates_request=HTTPXRequest(),
-            rate_limiter=TelegramRateLimiter(),
+            # Several instances on one token: each keeps to its share of the limits.
+            rate_limiter=TelegramRateLimiter(max(1, PER_SECOND // config.telegram_instances)),
             handed_over=updates,
         )
         self.ptb: Application = (
@@ -316,16 +317,22 @@ class TelegramTransport:
         app.bot_usernames.add(self.ptb.bot.username.lower())
         await self._publish_menus(app)
         if self.config.telegram_webhook_url:
+            await self._check_webhook(self.config.telegram_webhook_url)
             await self._start_webhook(self.config.telegram_webhook_url)
         else:
             await self._updater.start_polling(allowed_updates=ALLOWED_UPDATES)
         await self.ptb.start()
 
-    async def stop(self) -> None:
+    async def stop_taking(self) -> None:
+        """No new updates: those handed over are handled, then confirmed (polling: the
+        updater's last `getUpdates` waits for them, see ConfirmingBot)."""
         if self._updater.running:
             await self._updater.stop()
         if self.ptb.running:
-            await self.ptb.stop()  # the update in hand is handled; its offset is confirmed
+            await self.ptb.stop()
+
+    async def stop(self) -> None:
+        await self.stop_taking()
         await self.app.outbox.idle()  # its answers go out while the bot can still send
         await self.ptb.shutdown()
 
@@ -349,10 +356,30 @@ class TelegramTransport:
             webhook_url=url,
             secret_token=webhook_secret(self.token),
             allowed_updates=ALLOWED_UPDATES,
-            # One call at a time: Telegram sends the next update once this one is answered,
-            # which is after it has been handled (see HandOffQueue).
-            max_connections=1,
+            # Telegram answers an update's call only after it was handled (see HandOffQueue)
+            # and sends a chat's next message only once the previous one's call is answered,
+            # so each chat's commands stay in order however many calls run at once — handed
+            # round several instances by a load balancer, they run side by side.
+            max_connections=self.config.telegram_webhook_connections,
         )
+
+    async def _check_webhook(self, url: str) -> None:
+        """Every instance registers the same webhook (URL, secret, connections, update
+        types; pending updates kept), so starting one more changes nothing. One that differs
+        is named in the log: the last to start wins, for all of them."""
+        try:
+            info = await self.ptb.bot.get_webhook_info()
+        except TelegramError as error:
+            log.warning("telegram: could not read the webhook registered: %s", error)
+            return
+        registered = info.url, info.max_connections
+        if info.url and registered != (url, self.config.telegram_webhook_connections):
+            log.warning(
+                "telegram: replacing the webhook %s (max_connections=%s) with %s "
+                "(max_connections=%s): every instance of one bot needs the same "
+                "GRIDBOT_TELEGRAM_WEBHOOK_URL and GRIDBOT_TELEGRAM_WEBHOOK_CONNECTIONS",
+                info.url, info.max_connections, url, self.config.telegram_webhook_connections,
+            )
 
     # -- incoming ---------------------------------------------------------------------------
 
@@ -431,9 +458,10 @@ class TelegramTransport:
             return None
         budget = self._budgets.get(chat)
         if budget is None:
-            budget = self._budgets[chat] = Budget(
-                GROUP_BURST, (GROUP_PER_MINUTE - GROUP_BURST) / 60
-            )
+            # With n instances on one token, each has 1/n of the group's minute.
+            share = GROUP_PER_MINUTE / self.config.telegram_instances
+            burst = max(1, GROUP_BURST // self.config.telegram_instances)
+            budget = self._budgets[chat] = Budget(burst, max(0.0, share - burst) / 60)
         return budget
 
     def calls(self, message: Outgoing) -> int:

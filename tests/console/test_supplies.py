@@ -1,38 +1,13 @@
 """Supplies through the console transport: levels over days, the one low alert, recovery,
 days of cover, names in two languages, units, priority requests, /supplies all and the
 digest's supplies section. The clock starts at 2026-02-10 09:00 (Asia/Shanghai).
-
-Days go by here, so the bot runs without the other domains' five-minute sweeps (supplies
-has no periodic job) and retries the outbox hourly instead of every minute (nothing fails
-to deliver on the console): a simulated day is then a few dozen scheduler steps instead of
-some two thousand, and the daily digest still goes out at 20:00.
 """
 
 from __future__ import annotations
 
-import importlib
-from datetime import timedelta
-
-import pytest_asyncio
 from sqlalchemy import select
 
-from bot import app as app_module
-from bot.registry import REGISTRY
 from storage import models
-from tests.harness import ConsoleBot
-
-
-@pytest_asyncio.fixture
-async def bot(tmp_path, monkeypatch):
-    """The console bot of tests/conftest.py, with only this domain's periodic jobs."""
-    importlib.import_module("commands")  # every domain declared before the jobs are picked
-    own = [job for job in REGISTRY.jobs if job.function.__module__ == "commands.supplies"]
-    monkeypatch.setattr(REGISTRY, "jobs", own)
-    monkeypatch.setattr(app_module, "OUTBOX_RETRY", timedelta(hours=1))
-    console_bot = ConsoleBot(tmp_path)
-    await console_bot.start()
-    yield console_bot
-    await console_bot.stop()
 
 
 def replies(out, chat: str = "g1chat") -> list[str]:
