@@ -3,13 +3,17 @@
     python -m bench.fanout [--grids 1000] [--rounds 1] [--burst 40]
 
 The bot runs with the real Telegram transport (python-telegram-bot) against the in-repo fake
-Bot API server (tests/servers/botapi.py), on 127.0.0.1 in this process; times come from the
-server's call log. A community with `grids` grid chats is set up through the commands, then:
+Bot API server (tests/servers/botapi.py), on 127.0.0.1 in a process of its own (as Telegram
+would be: this process's CPU is the bot's); times come from the server's call log. A
+community with `grids` grid chats is set up through the commands, then:
 
 - fan-out: `/announce` in the HQ chat reaches every grid chat (a message and a pin each),
   `rounds` times, a few seconds apart; measured from the moment the command is written to
   the last grid chat's last call: the calls per second achieved (pins count) against the
-  30/s Telegram allows, and the most calls in any rolling second;
+  30/s Telegram allows, and the most calls in any rolling second; also when the first call
+  went out (the command's own time) and, from there, the time to the last call against the
+  fastest schedule 30 calls in any rolling second allow: (N - 1) // 30 s. (That is a little
+  under N / 30 s, so with few chats the first ratio can pass 1.)
 - burst: `burst` errands posted at once in one grid chat; the time until every one is
   answered, and the most messages to that group in any rolling minute against 20 (what
   waits for the group's budget goes out merged). Right after the burst is written, one
@@ -32,12 +36,13 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bench.botapi_process import BotAPIProcess
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.transports.base import BaseTransport, Capabilities, Incoming, Outgoing, Sent
 from bot.transports.telegram import TelegramTransport
-from tests.servers.botapi import Call, FakeBotAPI
+from tests.servers.botapi import Call
 
 PER_SECOND = 30  # Telegram: messages per second, overall
 PER_GROUP_MINUTE = 20  # Telegram: messages per minute to one group
@@ -111,51 +116,56 @@ def most_in_window(times: list[float], window: float) -> int:
 @dataclass
 class FanOut:
     seconds: float  # from writing /announce to the last grid chat's last call
+    first: float  # from writing /announce to the first call to a grid chat
     messages: int
     calls: int  # messages and pins to grid chats
     peak_calls: int  # most calls to any chat in a rolling second
     peak_messages: int
 
 
-async def reply_time(api: FakeBotAPI, user: int, chat: int, text: str) -> float:
+async def reply_time(api: BotAPIProcess, user: int, chat: int, text: str) -> float:
     """Seconds from `user` writing `text` in `chat` to the bot's answer there."""
     before = len(api.sent(chat))
     written = time.monotonic()
-    api.user_says(user, chat, text)
-    [answer, *_] = (await api.wait_for_sent(before + 1, chat_id=chat, timeout=TIMEOUT))[before:]
-    return answer["at"] - written
+    await api.user_says(user, chat, text)
+    await api.wait_until(lambda: len(api.sent(chat)) > before, TIMEOUT, f"an answer to {text}")
+    return api.sent(chat)[before].at - written
 
 
-async def fan_out(api: FakeBotAPI, grids: int, round_no: int) -> FanOut:
+async def fan_out(api: BotAPIProcess, grids: int, round_no: int) -> FanOut:
     targets = {grid_chat(i) for i in range(1, grids + 1)}
     mark = len(api.calls())
     written = time.monotonic()
-    api.user_says(ADMIN, HQ, f"/announce 第{round_no}号通知：今晚八点前完成本轮排查。")
+    # `confirm`: sent at once, without the preview the sender would otherwise see first.
+    text = f"/announce 第{round_no}号通知：今晚八点前完成本轮排查。 confirm"
+    await api.user_says(ADMIN, HQ, text)
+    pinned: set[int | None] = set()
+    seen = mark
 
-    def ours() -> list[Call]:
-        return [c for c in api.calls()[mark:] if chat_of(c) in targets]
-
-    def done() -> bool:
-        pins = {chat_of(c) for c in ours() if c.method == "pinChatMessage"}
-        return pins == targets
+    def done() -> bool:  # looks at the new calls only: this runs in the bot's process
+        nonlocal seen
+        calls = api.calls()
+        pinned.update(chat_of(c) for c in calls[seen:] if c.method == "pinChatMessage")
+        seen = len(calls)
+        return targets <= pinned
 
     await api.wait_until(done, TIMEOUT, "every grid chat announced and pinned")
-    calls = ours()
+    calls = [c for c in api.calls()[mark:] if chat_of(c) in targets]
     messages = [c.at for c in calls if c.method in MESSAGES]
     return FanOut(
-        seconds=max(c.at for c in calls) - written, messages=len(messages), calls=len(calls),
+        seconds=max(c.at for c in calls) - written, first=min(c.at for c in calls) - written,
+        messages=len(messages), calls=len(calls),
         peak_calls=most_in_window([c.at for c in api.calls()[mark:] if chat_of(c)], 1.0),
         peak_messages=most_in_window(messages, 1.0),
     )
 
 
 async def measure(workdir: Path, grids: int, rounds: int, burst: int) -> None:
-    async with FakeBotAPI() as api:
-        api.add_user(ADMIN, "Admin", "bench_admin")
-        api.add_user(RESIDENT, "Resident", "bench_resident")
-        api.add_group(HQ, "基准社区指挥部")
-        for i in range(1, grids + 1):
-            api.add_group(grid_chat(i), f"{i}网格")
+    async with BotAPIProcess() as api:
+        await api.add_users([(ADMIN, "Admin", "bench_admin"),
+                             (RESIDENT, "Resident", "bench_resident")])
+        await api.add_groups([(HQ, "基准社区指挥部")]
+                             + [(grid_chat(i), f"{i}网格") for i in range(1, grids + 1)])
         config = Config(data_dir=workdir, telegram_token=api.token,
                         telegram_api_url=api.root_url, admins=(str(ADMIN),))
         await set_up(config, grids)
@@ -184,21 +194,21 @@ async def measure(workdir: Path, grids: int, rounds: int, burst: int) -> None:
            statistics.median(idle), other)
 
 
-async def burst_in_one_group(api: FakeBotAPI, burst: int) -> tuple[float, float]:
+async def burst_in_one_group(api: BotAPIProcess, burst: int) -> tuple[float, float]:
     """`burst` errands at once in grid chat 1, then a command in grid chat 2; returns the
     seconds until the last errand's answer, and the other chat's reply time."""
     chat = grid_chat(1)
     before = len(api.sent(chat))
     written = time.monotonic()
     for i in range(burst):
-        api.user_says(RESIDENT, chat, f"/errand 帮忙买菜 {i + 1}")
+        await api.user_says(RESIDENT, chat, f"/errand 帮忙买菜 {i + 1}")
     other = asyncio.create_task(reply_time(api, RESIDENT, grid_chat(2), "/help"))
 
     def answered() -> int:  # errands answered, alone or merged
-        return sum((m["text"] or "").count("新代办 E") for m in api.sent(chat)[before:])
+        return sum(m.params.get("text", "").count("新代办 E") for m in api.sent(chat)[before:])
 
     await api.wait_until(lambda: answered() >= burst, TIMEOUT, "every errand answered")
-    return api.sent(chat)[-1]["at"] - written, await other
+    return api.sent(chat)[-1].at - written, await other
 
 
 def report(grids: int, rounds: list[FanOut], burst: int, burst_seconds: float, per_group: int,
@@ -213,6 +223,11 @@ def report(grids: int, rounds: list[FanOut], burst: int, burst_seconds: float, p
     print(f"  time {seconds:.2f} s vs ideal {calls}/{PER_SECOND} = {ideal:.2f} s: "
           f"ratio {seconds / ideal:.3f} (target ≤ 1.05)")
     print(f"  achieved {rate:.1f} calls/s vs {PER_SECOND}: ratio {rate / PER_SECOND:.3f}")
+    first = statistics.median(r.first for r in rounds)
+    fastest = (calls - 1) // PER_SECOND
+    print(f"  first call {first:.2f} s after the command; from it to the last {seconds - first:.2f}"
+          f" s vs the fastest {PER_SECOND} in any rolling second allow, {fastest} s: ratio "
+          f"{fastest / (seconds - first):.3f}")
     peak_messages = max(r.peak_messages for r in rounds)
     peak_calls = max(r.peak_calls for r in rounds)
     print(f"  most in a rolling second: {peak_messages} messages (ratio "

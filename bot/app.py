@@ -93,6 +93,17 @@ class App:
         is queued is delivered, and what cannot go out now stays in the outbox for the next
         start; then the database closes."""
         self.scheduler.shutdown()
+        # Reading stops first, everywhere: otherwise a transport would go on taking new
+        # messages (and the outbox new replies) while the jobs and the outbox are waited for,
+        # and a steady flow of commands could hold the stop off indefinitely.
+        for transport in list(self.transports.values()):
+            stop_taking = getattr(transport, "stop_taking", None)
+            if stop_taking is None:
+                continue
+            try:
+                await stop_taking()
+            except Exception:
+                log.exception("stopping transport %s", transport.name)
         if self._running_jobs:
             await asyncio.wait(set(self._running_jobs), timeout=STOP_TIMEOUT)
         await self.outbox.idle()

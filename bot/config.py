@@ -28,6 +28,11 @@ class Config:
     telegram_api_url: str = "https://api.telegram.org"
     telegram_webhook_url: str | None = None
     telegram_webhook_listen: str = "127.0.0.1:8443"
+    # Telegram's `max_connections` for the webhook: how many updates it hands out at once
+    # (never two of one chat's messages); more lets different chats run side by side.
+    telegram_webhook_connections: int = 1
+    # How many instances share the bot token: each keeps to its share of Telegram's limits.
+    telegram_instances: int = 1
     matrix_homeserver: str | None = None
     matrix_user: str | None = None
     matrix_password: str | None = None
@@ -57,7 +62,8 @@ class Config:
 
 _KEYS = {
     "database_url", "data_dir", "admins", "telegram_token", "telegram_api_url",
-    "telegram_webhook_url", "telegram_webhook_listen", "matrix_homeserver", "matrix_user",
+    "telegram_webhook_url", "telegram_webhook_listen", "telegram_webhook_connections",
+    "telegram_instances", "matrix_homeserver", "matrix_user",
     "matrix_password", "matrix_trust", "lang", "tz", "modules",
 }
 
@@ -118,6 +124,8 @@ def _validate(raw: dict[str, object]) -> Config:
         url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite:///"):
         url = "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    connections = _number(raw, "telegram_webhook_connections", 1, 100)
+    instances = _number(raw, "telegram_instances", 1, 30)
     return Config(
         data_dir=data_dir,
         database_url=url,
@@ -126,6 +134,8 @@ def _validate(raw: dict[str, object]) -> Config:
         telegram_api_url=str(raw.get("telegram_api_url") or "https://api.telegram.org").rstrip("/"),
         telegram_webhook_url=_opt(raw, "telegram_webhook_url"),
         telegram_webhook_listen=str(raw.get("telegram_webhook_listen") or "127.0.0.1:8443"),
+        telegram_webhook_connections=connections,
+        telegram_instances=instances,
         matrix_homeserver=_opt(raw, "matrix_homeserver"),
         matrix_user=_opt(raw, "matrix_user"),
         matrix_password=_opt(raw, "matrix_password"),
@@ -134,6 +144,20 @@ def _validate(raw: dict[str, object]) -> Config:
         tz=tz,
         modules=_names(raw.get("modules")) or ("commands",),
     )
+
+
+def _number(raw: dict[str, object], key: str, low: int, high: int) -> int:
+    value = raw.get(key)
+    if value is None or value == "":
+        return low
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise ConfigError(f"GRIDBOT_{key.upper()} must be a whole number from {low} to {high}, "
+                          f"not {value!r}")
+    return number
 
 
 def _opt(raw: dict[str, object], key: str) -> str | None:

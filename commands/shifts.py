@@ -14,6 +14,13 @@ while the shift's row is locked: on SQLite every write transaction is serialised
 on PostgreSQL the lock makes the count in that INSERT see every earlier sign-up, so of
 many people taking the last slot at once exactly one gets it and the others are put on the
 waiting list, in the order they came.
+
+The rest rules are about one person across shifts, so the shift's lock does not cover them:
+on PostgreSQL the person is locked too (a transaction-scoped advisory lock keyed by the
+person, `_hold_person`) before their other shifts are read, so one person signing up for two
+overlapping shifts at once gets one and is refused the other. The order is always the shift
+first, then the person (a member leaving locks all the shifts they free, then the people
+waiting on them, by id), so two transactions never wait for each other in a circle.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.api import (
     Actions,
@@ -57,6 +65,9 @@ LIST_LIMIT = 30
 CLOCK_EVERY = timedelta(minutes=5)
 # The longest `/set shiftremind`; the shift clock looks this far ahead for reminders.
 REMIND_MAX = timedelta(hours=24)
+# The first key of the advisory locks the rest rules take on PostgreSQL (the second is the
+# person's id): a number of this module's own, so no other lock shares it.
+REST_LOCK = 0x5E5751
 
 Slots = Annotated[int, Integer(minimum=1, maximum=SLOTS_MAX)]
 _daily = Choice("daily", aliases={"每天": "daily", "每日": "daily"})
@@ -414,7 +425,10 @@ async def _rest_problem(
 ) -> tuple[str, dict] | None:
     """Which rest rule `person` would break by holding a slot on `shift`, if any: no two
     shifts at once; no more than the community's `max_hours` in one local day. Returns the
-    rule's template and the shifts it collides with."""
+    rule's template and the shifts it collides with. The caller holds the shift's lock; the
+    person's is taken here and held until the transaction ends, so what is read below stays
+    true until this transaction's sign-up is committed."""
+    await _hold_person(actions.db, person.id)
     tz = ZoneInfo(community.tz)
     first_day = shift.starts_at.astimezone(tz).date()
     last_day = (shift.ends_at - timedelta(microseconds=1)).astimezone(tz).date()
@@ -452,6 +466,13 @@ async def _rest_problem(
             }
         day += timedelta(days=1)
     return None
+
+
+async def _hold_person(db: AsyncSession, person_id: int) -> None:
+    """Locks a person's sign-ups until the transaction ends (PostgreSQL; SQLite runs one
+    writer at a time already). Taken again by the same transaction, it just holds."""
+    if db.get_bind().dialect.name == "postgresql":
+        await db.execute(select(func.pg_advisory_xact_lock(REST_LOCK, person_id)))
 
 
 def _overlap(shift: models.Shift, start: datetime, end: datetime) -> float:
@@ -687,8 +708,20 @@ async def give_back_shifts(actions: Actions, person: models.Person, grid: models
             freed.append(shift)
         await actions.db.delete(row)
     await actions.db.flush()
+    # Every shift first, then everyone who may move up, by id: the order sign-ups lock in.
     for shift in freed:
         await actions.db.refresh(shift, with_for_update=True)
+    if freed:
+        waiting = await actions.db.scalars(
+            select(models.SignUp.person_id)
+            .where(models.SignUp.shift_id.in_([s.id for s in freed]),
+                   models.SignUp.state == "waiting")
+            .distinct()
+            .order_by(models.SignUp.person_id)
+        )
+        for person_id in waiting.all():
+            await _hold_person(actions.db, person_id)
+    for shift in freed:
         post = await load(actions.db, models.DutyPost, shift.post_id)
         await _move_up(actions, shift, post)
 

@@ -148,18 +148,21 @@ class Database:
         await self.engine.dispose()
 
 
-# Driver errors that mean "the connection is gone or the server is not accepting yet"
-# (asyncpg's, by class name so that SQLite-only installs need no asyncpg).
-_CONNECTION_ERRORS = {
+# Driver errors that mean "the connection is gone or the server is not accepting yet", or
+# "this transaction lost a race with another and was rolled back: run it again" (a deadlock
+# between commands that share a transaction and others; a serialization failure). asyncpg's,
+# by class name, so that SQLite-only installs need no asyncpg.
+_RUN_AGAIN = {
     "PostgresConnectionError", "ConnectionDoesNotExistError", "OperatorInterventionError",
     "CannotConnectNowError", "ConnectionFailureError",
+    "TransactionRollbackError",  # deadlock detected, serialization failure
 }
 
 
 def transient(error: BaseException) -> bool:
     """Whether an error means the database is unavailable for now (SQLite locked beyond its
-    busy timeout, PostgreSQL restarting or unreachable), so the command may simply run again
-    (its transaction was rolled back)."""
+    busy timeout, PostgreSQL restarting or unreachable) or rolled the transaction back to
+    settle a race (a deadlock), so the command may simply run again."""
     seen = 0
     cause: BaseException | None = error
     while cause is not None and seen < 8:
@@ -169,7 +172,7 @@ def transient(error: BaseException) -> bool:
             return True
         if isinstance(cause, ConnectionError | TimeoutError) or type(cause) is OSError:
             return True
-        if any(cls.__name__ in _CONNECTION_ERRORS for cls in type(cause).__mro__):
+        if any(cls.__name__ in _RUN_AGAIN for cls in type(cause).__mro__):
             return True
         cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
         seen += 1

@@ -127,7 +127,10 @@ class Transport(Protocol):
         ...
 
     # Optional: `budget(chat) -> Budget | None`, the rate allowance a send to `chat` draws
-    # on (None or absent: unlimited); `calls(message) -> int`, what a message costs in it.
+    # on (None or absent: unlimited); `calls(message) -> int`, what a message costs in it;
+    # `async stop_taking()`, stop reading new messages and finish the one in hand (its offset
+    # or sync token saved) while sending still works: `App.stop` calls it on every transport
+    # before it waits for jobs and the outbox, then calls `stop`.
 
     async def start(self, app: App) -> None: ...
 

@@ -165,11 +165,15 @@ class MatrixTransport:
         self._synced.clear()
         self._loop = asyncio.create_task(self._run(), name="matrix-sync")
 
-    async def stop(self) -> None:
-        """Lets the sync being handled finish (its token is saved) and its answers go out."""
+    async def stop_taking(self) -> None:
+        """No new sync: the one being handled finishes and its token is saved."""
         self._stopping.set()
         if self._loop is not None:
             await self._loop
+
+    async def stop(self) -> None:
+        """Lets the sync being handled finish (its token is saved) and its answers go out."""
+        await self.stop_taking()
         await self._retry_undecryptable(give_up=True)  # no one waits in vain after a restart
         await self.app.outbox.idle()
         await self.client.close()

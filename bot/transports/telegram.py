@@ -76,6 +76,7 @@ from bot.transports.base import (
     Sent,
     split_text,
 )
+from bot.transports.telegram_http import AiohttpRequest
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -190,6 +191,12 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
     rate, less the calls' own latency. `RetryAfter` (Telegram's 429) pauses every request
     for as long as it says.
 
+    No sound rule does better knowing only when a call left (s) and when its answer came (e):
+    it reached Telegram at some unknown moment in [s, e], so a set of calls can all land in
+    one second at Telegram's end exactly when their spans [s, e + 1) share a moment, and that
+    is what the slots count. Throughput is therefore 30 / (1 + e - s) a second: the lever is
+    a short e - s, i.e. little CPU per call (see telegram_http.py) and a quick server.
+
     The per-group limit, 20 messages a minute, is the outbox's (see
     `TelegramTransport.budget`): it merges the replies that wait for a group instead of
     sending them one every 3 s."""
@@ -282,9 +289,11 @@ class TelegramTransport:
             self.token,
             base_url=f"{root}/bot",
             base_file_url=f"{root}/file/bot",
-            request=HTTPXRequest(connection_pool_size=UPDATES_AT_ONCE),
+            # The bot's calls through aiohttp (telegram_http.py); getUpdates keeps PTB's client.
+            request=AiohttpRequest(connections=UPDATES_AT_ONCE),
             get_updates_request=HTTPXRequest(),
-            rate_limiter=TelegramRateLimiter(),
+            # Several instances on one token: each keeps to its share of the limits.
+            rate_limiter=TelegramRateLimiter(max(1, PER_SECOND // config.telegram_instances)),
             handed_over=updates,
         )
         self.ptb: Application = (
@@ -308,16 +317,22 @@ class TelegramTransport:
         app.bot_usernames.add(self.ptb.bot.username.lower())
         await self._publish_menus(app)
         if self.config.telegram_webhook_url:
+            await self._check_webhook(self.config.telegram_webhook_url)
             await self._start_webhook(self.config.telegram_webhook_url)
         else:
             await self._updater.start_polling(allowed_updates=ALLOWED_UPDATES)
         await self.ptb.start()
 
-    async def stop(self) -> None:
+    async def stop_taking(self) -> None:
+        """No new updates: those handed over are handled, then confirmed (polling: the
+        updater's last `getUpdates` waits for them, see ConfirmingBot)."""
         if self._updater.running:
             await self._updater.stop()
         if self.ptb.running:
-            await self.ptb.stop()  # the update in hand is handled; its offset is confirmed
+            await self.ptb.stop()
+
+    async def stop(self) -> None:
+        await self.stop_taking()
         await self.app.outbox.idle()  # its answers go out while the bot can still send
         await self.ptb.shutdown()
 
@@ -341,10 +356,30 @@ class TelegramTransport:
             webhook_url=url,
             secret_token=webhook_secret(self.token),
             allowed_updates=ALLOWED_UPDATES,
-            # One call at a time: Telegram sends the next update once this one is answered,
-            # which is after it has been handled (see HandOffQueue).
-            max_connections=1,
+            # Telegram answers an update's call only after it was handled (see HandOffQueue)
+            # and sends a chat's next message only once the previous one's call is answered,
+            # so each chat's commands stay in order however many calls run at once — handed
+            # round several instances by a load balancer, they run side by side.
+            max_connections=self.config.telegram_webhook_connections,
         )
+
+    async def _check_webhook(self, url: str) -> None:
+        """Every instance registers the same webhook (URL, secret, connections, update
+        types; pending updates kept), so starting one more changes nothing. One that differs
+        is named in the log: the last to start wins, for all of them."""
+        try:
+            info = await self.ptb.bot.get_webhook_info()
+        except TelegramError as error:
+            log.warning("telegram: could not read the webhook registered: %s", error)
+            return
+        registered = info.url, info.max_connections
+        if info.url and registered != (url, self.config.telegram_webhook_connections):
+            log.warning(
+                "telegram: replacing the webhook %s (max_connections=%s) with %s "
+                "(max_connections=%s): every instance of one bot needs the same "
+                "GRIDBOT_TELEGRAM_WEBHOOK_URL and GRIDBOT_TELEGRAM_WEBHOOK_CONNECTIONS",
+                info.url, info.max_connections, url, self.config.telegram_webhook_connections,
+            )
 
     # -- incoming ---------------------------------------------------------------------------
 
@@ -423,9 +458,10 @@ class TelegramTransport:
             return None
         budget = self._budgets.get(chat)
         if budget is None:
-            budget = self._budgets[chat] = Budget(
-                GROUP_BURST, (GROUP_PER_MINUTE - GROUP_BURST) / 60
-            )
+            # With n instances on one token, each has 1/n of the group's minute.
+            share = GROUP_PER_MINUTE / self.config.telegram_instances
+            burst = max(1, GROUP_BURST // self.config.telegram_instances)
+            budget = self._budgets[chat] = Budget(burst, max(0.0, share - burst) / 60)
         return budget
 
     def calls(self, message: Outgoing) -> int:

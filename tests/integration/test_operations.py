@@ -260,3 +260,96 @@ async def test_check_reports_matrix_credentials(synapse, tmp_path: Path) -> None
     check = await gridbot(tmp_path, "check", stdin=asyncio.subprocess.DEVNULL, **wrong)
     out, _ = await check.communicate()
     assert check.returncode == 1 and "FAIL  matrix: login" in out.decode()
+
+
+DOWN_COMMANDS = 6  # sent while the bot is down
+SENT_AT_MOST = 200  # commands sent while it runs and stops, in case it never stops
+
+
+def matrix_state(data_dir: Path, bot_user: str) -> tuple[str | None, int]:
+    """The sync token the bot saved and how many Matrix events it recorded as handled (read
+    beside the bot)."""
+    with sqlite3.connect(data_dir / "gridbot.db") as db:
+        token = db.execute(
+            "SELECT value FROM key_values WHERE key = ?", (f"matrix:next_batch:{bot_user}",)
+        ).fetchall()
+        [(handled,)] = db.execute(
+            "SELECT count(*) FROM processed_messages WHERE key LIKE 'matrix:%'"
+        ).fetchall()
+    return (token[0][0] if token else None), handled
+
+
+@pytest.mark.slow
+async def test_matrix_sigterm_mid_stream_answers_every_command_once(
+    synapse, tmp_path: Path
+) -> None:
+    """`gridbot run` on Matrix, stopped with SIGTERM while an admin keeps sending commands
+    until it has exited, and a few more while it is down: it stops reading at once (the flow
+    does not hold the stop off), exits 0 having saved its sync token and the events it
+    handled, all of them answered; after a restart every command is answered exactly once."""
+    from tests.integration.matrix_helpers import BOT_PASSWORD, Member, eventually, unique
+
+    admin = await Member.register(synapse, "admin")
+    user = await asyncio.to_thread(synapse.register, unique("gridbot"), BOT_PASSWORD)
+    env = {"GRIDBOT_MATRIX_HOMESERVER": synapse.url, "GRIDBOT_MATRIX_USER": user,
+           "GRIDBOT_MATRIX_PASSWORD": BOT_PASSWORD, "GRIDBOT_ADMINS": admin.user_id}
+    bot = await gridbot(tmp_path, "run", stdin=asyncio.subprocess.DEVNULL, **env)
+    try:
+        hq = await admin.create_room("HQ", user)
+        await eventually(lambda: admin.joined(hq, user), "the bot joining HQ")
+        assert "已创建社区" in (await admin.ask(hq, user, "/community 阳光社区"))[0]
+        before = len(admin.notices(hq, user))
+        _, baseline = matrix_state(tmp_path, user)
+        codes: list[str] = []
+
+        async def add_grid() -> None:
+            code = f"m{len(codes) + 1:03}"
+            await admin.say(hq, f"/grid add {code} 网格{code}")
+            codes.append(code)
+
+        async def keep_sending() -> None:
+            while bot.returncode is None and len(codes) < SENT_AT_MOST:
+                await add_grid()
+                await asyncio.sleep(0.05)
+
+        sending = asyncio.create_task(keep_sending())
+        await eventually(lambda: len(admin.notices(hq, user)) >= before + 3, "the first answers")
+        bot.send_signal(signal.SIGTERM)
+        _, err = await bot.communicate()
+        await sending
+        log = err.decode()
+        assert bot.returncode == 0, log[-3000:]
+        assert "SIGTERM: stopping" in log and "gridbot: stopped" in log
+        assert len(codes) < SENT_AT_MOST  # it stopped while the commands kept coming
+        # What it handled is recorded, its sync position saved, and each such command was
+        # answered before it exited (nothing left in the outbox).
+        token, handled = matrix_state(tmp_path, user)
+        done = handled - baseline
+        assert token is not None and 3 <= done <= len(codes)
+        assert pending_replies(tmp_path) == 0
+        await eventually(lambda: len(admin.notices(hq, user)) >= before + done, "its answers")
+        for _ in range(DOWN_COMMANDS):
+            await add_grid()
+
+        bot = await gridbot(tmp_path, "run", stdin=asyncio.subprocess.DEVNULL, **env)
+        await eventually(lambda: len(admin.notices(hq, user)) >= before + len(codes),
+                         "every answer after the restart")
+        # A room's commands are handled in order: once this one is answered, none is due.
+        await admin.ask(hq, user, "/grid list")
+        answers = admin.notices(hq, user)[before:-1]
+        assert sorted(answers) == sorted(
+            f"已创建网格 {c}「网格{c}」。请在该网格的群里发送 /grid link {c}。" for c in codes
+        )
+        bot.send_signal(signal.SIGTERM)
+        _, err = await bot.communicate()
+        assert bot.returncode == 0, err.decode()[-3000:]
+        new_token, handled = matrix_state(tmp_path, user)
+        assert new_token != token and handled - baseline == len(codes) + 1
+        with sqlite3.connect(tmp_path / "gridbot.db") as db:
+            [(grids,)] = db.execute("SELECT count(*) FROM grids").fetchall()
+        assert grids == len(codes)
+    finally:
+        if bot.returncode is None:
+            bot.kill()
+            await bot.wait()
+        await admin.close()

@@ -360,6 +360,30 @@ async def test_flood_control_and_server_errors_are_survived(
     assert len(botapi.sent(WANG)) == 4
 
 
+async def test_a_message_written_while_telegram_is_unreachable_goes_out_when_it_is_back(
+    botapi: FakeBotAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram, "FIRST_BACKOFF", 0.05)
+    populate(botapi)
+    async with running(config_for(botapi, tmp_path)) as app:
+        await say(botapi, WANG, WANG, "/start")
+        await botapi.stop()  # connections refused: the bot's HTTP client fails, retries, gives up
+        async with app.db.transaction() as db:
+            db.add(models.OutboxMessage(
+                transport="telegram", chat=str(WANG), text="still there?",
+                created_at=app.clock.now(),
+            ))
+        await app.outbox.deliver()
+        async with app.db.transaction() as db:
+            waiting = await db.scalar(select(models.OutboxMessage).where(
+                models.OutboxMessage.text == "still there?"))
+        assert waiting.sent_at is None and waiting.error is None  # kept for the next round
+        await botapi.start()
+        await app.outbox.deliver()
+    assert texts(botapi.sent(WANG)[-1:]) == ["still there?"]
+    assert texts(botapi.sent(WANG)).count("still there?") == 1
+
+
 BURST = 30
 REPO = Path(__file__).resolve().parents[2]
 

@@ -577,6 +577,7 @@ class FakeBotAPI:
         self._may_delete: set[int] = set()
         self.deleted: list[tuple[int, int]] = []
         self._webhook_url = ""
+        self._webhook_connections = 40
         self._faults: defaultdict[str, deque[ApiError]] = defaultdict(deque)
         self._calls: list[Call] = []
         self._changed = _Signal()
@@ -1026,6 +1027,7 @@ class FakeBotAPI:
         if params.get_bool("drop_pending_updates"):
             self._updates.clear()
         self._webhook_url = url
+        self._webhook_connections = params.get_int("max_connections") or 40
         return True
 
     async def _delete_webhook(self, params: _Params) -> bool:
@@ -1039,6 +1041,7 @@ class FakeBotAPI:
             "url": self._webhook_url,
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
+            **({"max_connections": self._webhook_connections} if self._webhook_url else {}),
         }
 
     def _commands_key(self, params: _Params) -> tuple[str, str]:

@@ -14,6 +14,9 @@ def test_defaults_need_nothing(tmp_path):
     assert not config.telegram_enabled and not config.matrix_enabled
     assert config.matrix_trust == "tofu"
     assert load({"GRIDBOT_MATRIX_TRUST": "verified"}).matrix_trust == "verified"
+    assert (config.telegram_webhook_connections, config.telegram_instances) == (1, 1)
+    several = load({"GRIDBOT_TELEGRAM_WEBHOOK_CONNECTIONS": "8", "GRIDBOT_TELEGRAM_INSTANCES": "4"})
+    assert (several.telegram_webhook_connections, several.telegram_instances) == (8, 4)
 
 
 def test_environment_and_toml(tmp_path):
@@ -35,6 +38,9 @@ def test_environment_and_toml(tmp_path):
         ({"GRIDBOT_DATABASE_URL": "mysql://x"}, "GRIDBOT_DATABASE_URL"),
         ({"GRIDBOT_MATRIX_TRUST": "everyone"}, "GRIDBOT_MATRIX_TRUST"),
         ({"GRIDBOT_CONFIG": "/nonexistent.toml"}, "not found"),
+        ({"GRIDBOT_TELEGRAM_WEBHOOK_CONNECTIONS": "101"}, "WEBHOOK_CONNECTIONS.*1 to 100"),
+        ({"GRIDBOT_TELEGRAM_WEBHOOK_CONNECTIONS": "many"}, "WEBHOOK_CONNECTIONS"),
+        ({"GRIDBOT_TELEGRAM_INSTANCES": "0"}, "GRIDBOT_TELEGRAM_INSTANCES"),
     ],
 )
 def test_invalid_configuration_is_explained(env, message):

@@ -8,6 +8,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from storage.db import transient
 
 
+class TransactionRollbackError(Exception):
+    """Named like asyncpg's: PostgreSQL rolled a transaction back to settle a race."""
+
+
+class DeadlockDetectedError(TransactionRollbackError):
+    """Named like asyncpg's: PostgreSQL rolled the transaction back to end a deadlock."""
+
+
 class ConnectionDoesNotExistError(Exception):
     """Named like asyncpg's: the connection was closed mid-operation."""
 
@@ -21,6 +29,7 @@ def wrapped(orig: Exception, kind=DBAPIError) -> Exception:
     [
         wrapped(Exception("database is locked"), OperationalError),
         wrapped(ConnectionDoesNotExistError("closed in the middle of operation")),
+        wrapped(DeadlockDetectedError("deadlock detected")),
         ConnectionRefusedError(111, "Connect call failed"),
         OSError("Multiple exceptions: [Errno 111] Connect call failed"),
         TimeoutError(),
