@@ -652,16 +652,7 @@ async def need_done(ctx: Context, need: NeedRef, note: Text = "") -> None:
                "met_note": note, "state": "met"},
     )
     ctx.ref(f"N{need.number}")
-    asker = await load(ctx.db, models.Person, need.by_id)
-    line = _need_line(ctx, need, asker, grid)
-    ctx.reply("supplies/need_met", line=line, by=ctx.person.label)
-    chats = await grid_chats(ctx.db, grid.id)
-    for chat in chats:
-        if chat.id != ctx.chat.id:
-            ctx.post(chat, "supplies/need_met", line=line, by=ctx.person.label)
-    if asker.id != ctx.person.id:
-        origin = next((c for c in chats if c.transport == asker.transport), ctx.chat)
-        ctx.tell(asker, "supplies/told_met", origin=origin, line=line, by=ctx.person.label)
+    await _say_closed(ctx, need, grid, "met")
 
 
 @command("need cancel", role=Role.MEMBER, where=Where.COMMUNITY, sub_aliases=("取消", "撤销"))
@@ -691,17 +682,24 @@ async def need_cancel(ctx: Context, need: NeedRef) -> None:
         after={"closed_at": ctx.now.isoformat(), "state": "cancelled"},
     )
     ctx.ref(f"N{need.number}")
+    await _say_closed(ctx, need, grid, "cancelled")
+
+
+async def _say_closed(
+    ctx: Context, need: models.SupplyNeed, grid: models.Grid, how: str
+) -> None:
+    """Tells the grid's chats that a request was met or cancelled, and the person who asked
+    if someone else closed it."""
     asker = await load(ctx.db, models.Person, need.by_id)
     line = _need_line(ctx, need, asker, grid)
-    ctx.reply("supplies/need_cancelled", line=line, by=ctx.person.label)
+    ctx.reply(f"supplies/need_{how}", line=line, by=ctx.person.label)
     chats = await grid_chats(ctx.db, grid.id)
     for chat in chats:
         if chat.id != ctx.chat.id:
-            ctx.post(chat, "supplies/need_cancelled", line=line, by=ctx.person.label)
+            ctx.post(chat, f"supplies/need_{how}", line=line, by=ctx.person.label)
     if asker.id != ctx.person.id:
         origin = next((c for c in chats if c.transport == asker.transport), ctx.chat)
-        ctx.tell(asker, "supplies/told_cancelled", origin=origin, line=line,
-                 by=ctx.person.label)
+        ctx.tell(asker, f"supplies/told_{how}", origin=origin, line=line, by=ctx.person.label)
 
 
 async def _already_closed(ctx: Context, need: models.SupplyNeed) -> None:
