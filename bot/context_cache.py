@@ -25,7 +25,7 @@ from bot.people import Standing
 from bot.transports.base import Incoming
 from storage import models, versions
 
-KEEP = 20_000  # (chat, sender) pairs; the least recently seen go first
+KEEP = 5_000  # (chat, sender) pairs, ~6 KiB each; the least recently seen go first
 
 
 @dataclass(frozen=True)
