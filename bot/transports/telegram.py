@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import logging
 import math
 import re
@@ -162,7 +163,12 @@ class ChatOrder(BaseUpdateProcessor):
         self._last[key] = mine
         try:
             if before is not None:
-                await asyncio.shield(before)
+                try:
+                    await asyncio.shield(before)
+                except asyncio.CancelledError:
+                    if inspect.iscoroutine(coroutine):
+                        coroutine.close()  # stopped before its turn: never started
+                    raise
             await coroutine
         finally:
             mine.set_result(None)
