@@ -66,7 +66,7 @@ class ContextCache:
     def get(self, db: AsyncSession, msg: Incoming, version: object) -> Found | None:
         key = (msg.transport, msg.chat, msg.sender)
         seen = self._seen.get(key)
-        if seen is None or seen.version != version or not _matches(seen.found, msg):
+        if seen is None or seen.version != version:
             return None
         found = seen.found
         rows = [found.person, found.chat, found.community, found.grid, *found.communities]
@@ -74,11 +74,16 @@ class ContextCache:
         session = db.sync_session
         for row in rows:
             state = inspect(row)
+            if state.expired_attributes:
+                del self._seen[key]  # a command changed it and was rolled back: read again
+                return None
             if state.session_id not in (None, session.hash_key):
                 return None  # in another transaction's hands
             assert state.key is not None  # committed rows have their identity
             if session.identity_map.get(state.key) not in (None, row):
                 return None  # this transaction has loaded the row itself
+        if not _matches(found, msg):
+            return None
         for row in rows:
             db.add(row)  # the rows as they were committed, attached without a query
         self._seen.move_to_end(key)

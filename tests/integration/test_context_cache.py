@@ -4,6 +4,8 @@ same PostgreSQL — counts for the very next message."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tests.harness import ConsoleBot, setup_community
@@ -52,3 +54,24 @@ async def test_a_change_made_by_another_instance_counts_at_once(tmp_path, postgr
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_a_change_rolled_back_leaves_nothing_stale(tmp_path):
+    """A command that changed a cached row and was then refused leaves the row expired; the
+    next message reads it again instead of failing on it."""
+    bot = ConsoleBot(tmp_path)
+    await bot.start()
+    try:
+        await setup_community(bot)
+        first = await bot.say(":in g1chat", ":as wang Wang", "/me")
+        seen = bot.app.context_cache._seen[("console", "g1chat", "wang")]
+        async with bot.app.db.transaction() as db:
+            db.add(seen.found.person)
+            with contextlib.suppress(RuntimeError):
+                async with db.begin_nested():
+                    seen.found.person.display_name = "Mallory"
+                    raise RuntimeError("refused after changing the row")
+        again = await bot.say("/me")
+        assert again.texts("g1chat") == first.texts("g1chat")  # not an apology, not Mallory
+    finally:
+        await bot.stop()
