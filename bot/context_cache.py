@@ -97,9 +97,6 @@ class ContextCache:
         while len(self._seen) > KEEP:
             self._seen.popitem(last=False)
 
-    def clear(self) -> None:
-        self._seen.clear()
-
 
 def _matches(found: Found, msg: Incoming) -> bool:
     """Whether the message says nothing the stored rows would be updated with

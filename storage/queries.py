@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import TypeVar
 
 from sqlalchemy import Executable, bindparam, distinct, func, select
@@ -14,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import models
 
 Row = TypeVar("Row", bound=models.Base)
-_NEXT_NUMBER: dict[str, Executable] = {}
 
 
 async def load(db: AsyncSession, model: type[Row], key: int | str | tuple[object, ...]) -> Row:
@@ -31,22 +31,24 @@ async def next_number(db: AsyncSession, community_id: int, kind: str) -> int:
     of a kind is created and later ones counted up in the same statement, which locks the
     counter (PostgreSQL) or runs under the write lock (SQLite), so no number is given twice,
     even when two commands ask for the very first one at once."""
-    dialect = db.get_bind().dialect.name
-    stmt = _NEXT_NUMBER.get(dialect)
-    if stmt is None:  # built once per kind of database: it runs for most commands
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        counters = models.table(models.Counter)
-        stmt = _NEXT_NUMBER[dialect] = (
-            insert(counters)
-            .values(community_id=bindparam("community_id"), kind=bindparam("kind"), last=1)
-            .on_conflict_do_update(
-                index_elements=[counters.c.community_id, counters.c.kind],
-                set_={"last": counters.c.last + 1},
-            )
-            .returning(counters.c.last)
+    statement = _next_number_statement(db.get_bind().dialect.name)
+    values = {"community_id": community_id, "kind": kind}
+    return int((await db.execute(statement, values)).scalar_one())
+
+
+@cache  # built once per kind of database: it runs for most commands
+def _next_number_statement(dialect: str) -> Executable:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    counters = models.table(models.Counter)
+    return (
+        insert(counters)
+        .values(community_id=bindparam("community_id"), kind=bindparam("kind"), last=1)
+        .on_conflict_do_update(
+            index_elements=[counters.c.community_id, counters.c.kind],
+            set_={"last": counters.c.last + 1},
         )
-    stmt_values = {"community_id": community_id, "kind": kind}
-    return int((await db.execute(stmt, stmt_values)).scalar_one())
+        .returning(counters.c.last)
+    )
 
 
 @dataclass
