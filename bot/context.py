@@ -174,7 +174,8 @@ class Actions:
 
     def discard_unrendered(self) -> None:
         """Forgets messages taken back from `queued` (a command that was rolled back)."""
-        self._unrendered = [u for u in self._unrendered if any(u.row is r for r in self.queued)]
+        kept = {id(row) for row in self.queued}
+        self._unrendered = [u for u in self._unrendered if id(u.row) in kept]
 
     def known_viewers(self) -> dict[int, Viewer]:
         """Readers known without a query (a command's own speaker)."""
