@@ -40,6 +40,7 @@ from bench.botapi_process import BotAPIProcess
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config
+from bot.heap import freeze_startup_objects
 from bot.transports.base import BaseTransport, Capabilities, Incoming, Outgoing, Sent
 from bot.transports.telegram import TelegramTransport
 from tests.servers.botapi import Call
@@ -171,6 +172,7 @@ async def measure(workdir: Path, grids: int, rounds: int, burst: int) -> None:
         await set_up(config, grids)
         app = App(config, clock=ManualClock(START))
         await app.start([TelegramTransport(config)])
+        freeze_startup_objects()  # as `gridbot serve` does once started (bot/cli.py)
         try:
             idle = [await reply_time(api, RESIDENT, grid_chat(2), "/help") for _ in range(3)]
             rounds_measured = []

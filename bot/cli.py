@@ -16,6 +16,7 @@ from bot import config as config_module
 from bot import logs
 from bot.app import App
 from bot.clock import Clock
+from bot.heap import freeze_startup_objects
 from bot.lock import AlreadyRunning, InstanceLock, sqlite_file
 from bot.transports.base import Transport
 from commands.export import KINDS as EXPORT_KINDS
@@ -224,6 +225,7 @@ async def _serve(config: config_module.Config) -> int:
     _on_signals(stop.set)
     try:
         await app.start(transports)
+        freeze_startup_objects()  # bot/heap.py: full collections skip what lives for good
         log.info("running: %s", ", ".join(t.name for t in transports))
         await stop.wait()
     finally:
