@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bot.context import Actions
 from bot.errors import Reject
 from bot.registry import REGISTRY, command
 from bot.roles import Role
@@ -119,3 +120,36 @@ async def test_an_announcement_to_many_chats_is_one_row_each_in_order(community)
     assert [row.pin for row in rows] == [True] * 8 + [False]
     assert {row.text for row in rows[:8]} == {"📢 阳光社区 公告\n明早 7 点核酸检测"}
     assert out.chats() == grid_chats + ["hq"]
+
+
+async def _check_more_rows_than_one_batch(bot: ConsoleBot) -> None:
+    """2,500 rows (PostgreSQL sends them in batches of 1,000): each row's id is the one its
+    chat's row was written with, in the order queued."""
+    chats = [models.Chat(id=-i, transport="console", external_id=f"c{i}", is_direct=False)
+             for i in range(2500)]
+    async with bot.app.db.transaction() as db:
+        actions = Actions(app=bot.app, db=db, now=bot.app.clock.now())
+        for i, chat in enumerate(chats):
+            actions.post(chat, "core/no_grid", pin=i % 2 == 0)
+        await actions.seal()
+    ids = [row.id for row in actions.queued]
+    assert ids == sorted(set(ids))
+    async with bot.app.db.transaction() as db:
+        written = dict((await db.execute(
+            select(models.OutboxMessage.id, models.OutboxMessage.chat)
+            .where(models.OutboxMessage.id.in_(ids))
+        )).all())
+    assert [written[i] for i in ids] == [chat.external_id for chat in chats]
+
+
+async def test_more_rows_than_one_batch_keep_their_ids(bot):
+    await _check_more_rows_than_one_batch(bot)
+
+
+async def test_more_rows_than_one_batch_keep_their_ids_on_postgresql(tmp_path, postgres_url):
+    bot = ConsoleBot(tmp_path, database_url=postgres_url)
+    await bot.start()
+    try:
+        await _check_more_rows_than_one_batch(bot)
+    finally:
+        await bot.stop()
