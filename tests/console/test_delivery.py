@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.registry import REGISTRY, command
 from bot.roles import Role
@@ -75,6 +75,37 @@ async def test_reply_accepted_while_transport_was_down_is_sent_after_restart(bot
     await app.start([transport])
     assert [chat for chat, _ in transport.sent] == ["-100"]
     await app.stop()
+
+
+async def test_a_reply_costs_no_commit_of_its_own_and_is_never_sent_twice(bot, monkeypatch):
+    # The "sent" mark of a reply rides on the next command's transaction (storage/db.py
+    # `ride`). Waiting long for company here makes the count exact on a slow machine.
+    monkeypatch.setattr("storage.db.RIDE_WAIT", 60)
+    transport = RecordingTransport()
+    bot.app.transports["telegram"] = transport
+    commits: list[int] = []
+    event.listen(bot.app.db.engine.sync_engine, "commit", lambda conn: commits.append(1))
+    for n in range(1, 6):
+        await bot.app.handle(telegram("/help", key=f"telegram:{n}"))
+    assert len(transport.sent) == 5
+    assert len(commits) == 5  # one per command, its predecessor's mark included
+
+    # The last reply went out but is not marked yet: a retry must not send it again.
+    bot.app.outbox._retry_needed = True
+    await bot.app.outbox.retry()
+    assert len(transport.sent) == 5
+
+    clock = bot.app.clock
+    await bot.app.stop()  # marks what went out before the database closes
+    bot.app = None
+    from bot.app import App
+    again = App(bot.config, clock=clock)
+    await again.start([transport])
+    async with again.db.transaction() as db:
+        unsent = await db.scalar(select(func.count()).select_from(models.OutboxMessage)
+                                 .where(models.OutboxMessage.sent_at.is_(None)))
+    await again.stop()
+    assert unsent == 0 and len(transport.sent) == 5
 
 
 async def test_undeliverable_direct_message_is_announced_in_the_group_without_content(community):
