@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import event, func, select
 
+from bot.api import Reject, Text
 from bot.registry import REGISTRY, command
 from bot.roles import Role
 from bot.transports.base import BaseTransport, CannotDeliver, Capabilities, Incoming, Outgoing, Sent
@@ -124,6 +126,48 @@ async def test_undeliverable_direct_message_is_announced_in_the_group_without_co
     assert len(transport.sent) == 1
     chat, text = transport.sent[0]
     assert chat == "-5" and "@alice" in text and "/start" in text
+
+
+async def test_a_refusal_after_writes_keeps_nothing_answers_once_and_spares_the_others(
+    community,
+):
+    # A command that wrote, then said no naming a row it loaded: it runs without a savepoint
+    # of its own, so it is rolled back whole and run again to be answered (bot/dispatch.py).
+    transport = RecordingTransport()
+    community.app.transports["telegram"] = transport
+    runs: list[str] = []
+
+    @command("scribble", role=Role.RESIDENT)
+    async def scribble(ctx, word: Text) -> None:
+        """Test only: writes, then refuses when told to."""
+        runs.append(word)
+        ctx.db.add(models.KeyValue(key=f"scribble:{word}", value="x"))
+        await ctx.db.flush()
+        if word == "no":
+            grid = await ctx.db.scalar(select(models.Grid).where(models.Grid.code == "g2"))
+            raise Reject("screening/household_elsewhere", household="3-1-101", grid=grid)
+        ctx.reply("core/no_grid")
+
+    try:
+        # Side by side: the refusal shares its first transaction with the others.
+        await asyncio.gather(*(
+            community.app.handle(telegram(f"/scribble {word}", chat="-7", sender=str(n),
+                                          key=f"telegram:scribble:{n}"))
+            for n, word in enumerate(["a", "no", "b"])
+        ))
+        # Delivered again (as Telegram may): handled already, not answered twice.
+        await community.app.handle(telegram("/scribble no", chat="-7", sender="1",
+                                            key="telegram:scribble:1"))
+    finally:
+        del REGISTRY.groups["scribble"]
+    async with community.app.db.transaction() as db:
+        kept = set(await db.scalars(
+            select(models.KeyValue.key).where(models.KeyValue.key.like("scribble:%"))))
+    assert kept == {"scribble:a", "scribble:b"}
+    refusals = [text for _, text in transport.sent if "属于网格" in text]
+    assert refusals == ["住户 3-1-101 属于网格 g2「二网格」，请在该网格的群里登记。"]
+    assert len(transport.sent) == 3
+    assert runs.count("no") == 2  # once to run, once to answer
 
 
 async def test_unexpected_error_is_logged_answered_once_and_the_bot_goes_on(bot, caplog):
