@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from difflib import get_close_matches
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -718,17 +719,20 @@ class Param:
 
 @dataclass
 class Signature:
+    """A command's parameters, complete once `signature_of` returns (what is derived from
+    them is worked out once, at the first use)."""
+
     params: list[Param] = field(default_factory=list)
 
-    @property
+    @cached_property
     def positional(self) -> list[Param]:
         return [p for p in self.params if not p.option]
 
-    @property
+    @cached_property
     def options(self) -> dict[str, Param]:
         return {p.word: p for p in self.params if p.option}
 
-    @property
+    @cached_property
     def option_names(self) -> dict[str, Param]:
         """Each option by its name and by its other names (`temp`, `体温`), lower-cased."""
         names = {}

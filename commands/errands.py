@@ -82,8 +82,7 @@ async def errand(
         grid_id=grid.id, text=text, household_id=for_.id if for_ else None, due_at=by,
         state="open", posted_by_id=ctx.person.id, posted_at=ctx.now, done_note="",
     )
-    ctx.db.add(posted)
-    await ctx.db.flush()
+    ctx.db.add(posted)  # written with the command's other rows when it ends
     ctx.ref(f"E{posted.number}")
     line = await _describe(ctx.db, posted, ctx.now)
     ctx.post(ctx.chat, "errands/posted", **_claimable(ctx, posted), line=line)
