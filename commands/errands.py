@@ -40,8 +40,8 @@ ACTIVE = ("open", "claimed")
 LIST_LIMIT = 30
 SWEEP_EVERY = timedelta(minutes=5)
 
-# /claim's one statement, built once (bot/args.py shows why): the errand, if still open,
-# becomes the caller's; the row comes back as claimed, or nothing if the claim lost.
+# /claim's one write, built once with the values bound at each claim: the errand, if still
+# open, becomes the caller's; the row comes back as claimed, or nothing if the claim lost.
 CLAIM = (
     update(models.Errand)
     .where(models.Errand.id == bindparam("errand_id"), models.Errand.state == "open")
