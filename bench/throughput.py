@@ -17,6 +17,9 @@ The ratios are what matter (absolute times are noise on shared machines):
 - latency: the same mix offered at `--rate` commands/s for `--seconds`, spread over the
   chats; each command timed from arrival to its reply being handed to the transport; and
   again at half the rate measured with the chats side by side (a load it can carry);
+- the floor: the writes every command makes (dedupe key, the row, audit entry, reply, the
+  mark of the reply before) in one transaction through SQLAlchemy alone, with nothing else
+  — what the pipeline cannot beat on this machine with this storage layer;
 - Errbot: `bench/errbot_peer.py` — a plugin that stores an errand in Errbot's storage and
   replies with its ID, through `errbot.backends.test.TestBot` — run in Errbot's own
   virtualenv (made on first use: GRIDBOT_ERRBOT_VENV, default ~/.cache/gridbot/errbot-venv),
@@ -39,10 +42,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import bindparam, select, update
+
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.transports.base import BaseTransport, Capabilities, Incoming, Outgoing, Sent
+from storage import models
 
 ERRBOT = "errbot==6.2.1"
 GRIDS = 4
@@ -187,6 +193,49 @@ async def latency(
     return latencies
 
 
+async def floor(workdir: Path, commands: int) -> float:
+    """What SQLAlchemy alone costs for the writes every command makes, one after the other:
+    one transaction (a session, as the pipeline's) holding the message's dedupe key, an
+    errand, its audit entry, the reply in the outbox, and the "sent" mark of the reply before
+    — Core statements built once, nothing else (no parsing, access rule, rendering or
+    delivery). The pipeline cannot be faster than this on this machine."""
+    app = await community(workdir, "floor")
+    db, now = app.db, app.clock.now()
+    async with db.transaction() as session:
+        person = await session.scalar(select(models.Person.id).limit(1))
+        grid, community_id = (await session.execute(
+            select(models.Grid.id, models.Grid.community_id).limit(1))).one()
+    table = models.table
+    statements = (
+        (table(models.ProcessedMessage).insert(), lambda n: {"key": f"floor:{n}", "at": now}),
+        (table(models.Errand).insert(), lambda n: {
+            "community_id": community_id, "number": 10_000 + n, "grid_id": grid,
+            "text": "帮忙买菜", "state": "open", "posted_by_id": person, "posted_at": now}),
+        (table(models.AuditEntry).insert(), lambda n: {
+            "at": now, "community_id": community_id, "person_id": person,
+            "command": "errand", "text": "/errand 帮忙买菜", "refs": [], "changes": []}),
+        (table(models.OutboxMessage).insert(), lambda n: {
+            "transport": "console", "chat": "g1chat", "text": f"已发布 E{n}", "buttons": [],
+            "pin": False, "created_at": now}),
+    )
+    outbox = table(models.OutboxMessage)
+    mark = (update(outbox).where(outbox.c.id == bindparam("row_id"))
+            .values(sent_at=bindparam("now")))
+    last = None
+    started = time.perf_counter()
+    for n in range(commands):
+        async with db.transaction() as session:
+            conn = await session.connection()
+            if last is not None:
+                await conn.execute(mark, [{"row_id": last, "now": now}])
+            for statement, values in statements:
+                result = await conn.execute(statement, values(n))
+            last = result.inserted_primary_key[0]
+    per_second = commands / (time.perf_counter() - started)
+    await app.stop()
+    return per_second
+
+
 def raw_sqlite(path: Path, rows: int) -> float:
     """Rows inserted one durable transaction at a time, WAL + synchronous=NORMAL."""
     db = sqlite3.connect(path, isolation_level=None)
@@ -247,6 +296,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = raw_sqlite(Path(tmp) / "raw.db", args.commands)
         sequential, parallel = asyncio.run(pipeline(Path(tmp), args.commands))
+        least = asyncio.run(floor(Path(tmp), args.commands))
         latencies = asyncio.run(latency(Path(tmp), args.rate, args.seconds))
         carried = max(1.0, round(max(sequential, parallel) / 2))
         latencies_carried = asyncio.run(latency(Path(tmp), carried, args.seconds, "carried"))
@@ -263,6 +313,11 @@ def main() -> None:
         print(f"  ratio gridbot/Errbot: {best / peer['per_second']:.2f} "
               f"(one after the other: {sequential / peer['sequential_per_second']:.2f}; "
               f"target ≥ 1)")
+    print(f"SQLAlchemy alone, one command's writes (one transaction: dedupe key, errand, audit "
+          f"entry, reply, the mark of the reply before; Core statements built once): "
+          f"{least:,.0f}/s")
+    print(f"  gridbot/that floor: {sequential / least:.2f} one after the other"
+          + (f"; the floor/Errbot: {least / peer['sequential_per_second']:.2f}" if peer else ""))
     for rate, measured in ((args.rate, latencies), (carried, latencies_carried)):
         p50, p99 = statistics.median(measured) * 1000, percentile(measured, 0.99) * 1000
         print(f"latency at {rate:.0f} commands/s offered for {args.seconds:.0f} s "

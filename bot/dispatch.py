@@ -126,8 +126,17 @@ class Dispatcher:
 
     async def _run(self, msg: Incoming, name: str, args: str) -> Context | None:
         """Handles the message in a transaction it may share with messages that arrived
-        meanwhile (storage/db.py `grouped`): one commit for a burst of commands."""
-        handled = await self.app.db.grouped(partial(self._run_in, msg, name, args))
+        meanwhile (storage/db.py `grouped`): one commit for a burst of commands. Most
+        commands are accepted, so the command runs without a savepoint of its own; one that
+        says no is rolled back whole (its share of the transaction is its savepoint) and run
+        again where its refusal rolls back alone and is answered, with the rows its reasons
+        name still loaded."""
+        try:
+            handled = await self.app.db.grouped(partial(self._run_in, msg, name, args))
+        except _SaidNo:
+            handled = await self.app.db.grouped(
+                partial(self._run_in, msg, name, args, answer_no=True)
+            )
         if handled is None:
             return None  # a redelivered message: handled already
         ctx, seen = handled
@@ -136,22 +145,28 @@ class Dispatcher:
         return ctx
 
     async def _run_in(
-        self, msg: Incoming, name: str, args: str, db
+        self, msg: Incoming, name: str, args: str, db, *, answer_no: bool = False
     ) -> tuple[Context, tuple[Found, object] | None] | None:
         if not await self._first_delivery(db, msg):
             return None
         ctx, seen = await self.context(db, msg)
-        kept = len(ctx.queued)
-        try:
-            async with db.begin_nested():
+        if not answer_no:
+            try:
                 await self._execute(ctx, name, args)
-        except GridbotError as problem:
-            del ctx.queued[kept:]  # replies queued by the rolled-back command
-            ctx.discard_unrendered()
-            ctx.events.clear()
-            ctx.outcome = f"refused:{getattr(problem, 'template', type(problem).__name__)}"
-            ctx.private_input = False
-            self._explain(ctx, name, args, problem)
+            except GridbotError as problem:
+                raise _SaidNo from problem
+        else:
+            kept = len(ctx.queued)
+            try:
+                async with db.begin_nested():
+                    await self._execute(ctx, name, args)
+            except GridbotError as problem:
+                del ctx.queued[kept:]  # replies queued by the rolled-back command
+                ctx.discard_unrendered()
+                ctx.events.clear()
+                ctx.outcome = f"refused:{getattr(problem, 'template', type(problem).__name__)}"
+                ctx.private_input = False
+                self._explain(ctx, name, args, problem)
         await ctx.seal()
         return ctx, seen
 
@@ -162,7 +177,8 @@ class Dispatcher:
             return True
         # One statement: of two instances handed the same message, the second waits for the
         # first's commit and finds the key taken.
-        recorded = await db.scalar(
+        conn = await db.connection()  # Core: the ORM adds nothing to one insert
+        recorded = await conn.scalar(
             self._record_key, {"key": msg.dedupe_key, "at": self.app.clock.now()}
         )
         return recorded is not None
@@ -296,7 +312,8 @@ class Dispatcher:
             ctx.db.info.pop("audit", None)
         changes += ctx.extra_changes
         if changes:
-            await ctx.db.execute(self._audit, {
+            conn = await ctx.db.connection()
+            await conn.execute(self._audit, {
                 "at": ctx.now, "community_id": ctx.community.id if ctx.community else None,
                 "person_id": ctx.person.id, "chat_id": ctx.chat.id, "command": cmd.name,
                 "text": ctx.message.text[:1000], "refs": ctx.refs, "changes": changes,
@@ -424,6 +441,11 @@ class Dispatcher:
         except Exception:
             log.exception("could not even apologise for %r", msg.text[:200])
             return None
+
+
+class _SaidNo(Exception):
+    """A command said no (an error of the tree, bot/errors.py): its unit of work is rolled
+    back, and the command run again to answer it."""
 
 
 def usable_here(ctx: Context, cmd: Command) -> bool:

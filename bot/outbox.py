@@ -2,8 +2,11 @@
 
 Rows are written by the command or job that caused them, in its transaction; delivery happens
 after that commits. Each chat has a queue, drained by one task: its messages go out in the
-order they were created, different chats do not wait for each other, and what went out is
-recorded before anything after it in that chat is sent. Rows left pending (a transport was
+order they were created, and different chats do not wait for each other. What went out is
+marked so in the next transaction the bot commits anyway (or in one of its own a moment
+later), in the order it went out: after a crash, only the last messages of a chat can go out
+again, still in order. A message with buttons is recorded before its chat's next one goes
+out (the reactions that answer it are looked up by it). Rows left pending (a transport was
 down) are retried by a periodic job and at start-up, oldest first; a chat whose delivery
 failed sends nothing newer until the retry has sent the older rows.
 
@@ -26,6 +29,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -50,15 +54,18 @@ log = logging.getLogger(__name__)
 
 MAX_MERGED = 50  # items in one merged message
 MAX_MERGED_BUTTONS = 30  # buttons on one merged message (an inline keyboard has its limits)
+MARK_PAUSE = 1.0  # seconds before marking sent rows again after the database failed
 ITEM_MARK = "↩"  # heads each item of a merged message: `↩ @wang /errand`
 
 ChatKey = tuple[str, str]
 _OUTBOX = models.table(models.OutboxMessage)
-# Built once: it runs after every reply. Delivered files need not stay.
+# Built once: it runs after every reply (once per row: cheaper than an IN list, which is
+# expanded anew each time). Delivered files need not stay.
 _MARK_SENT = (
-    update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))
     .values(sent_at=bindparam("now"), file_data=None)
 )
+
 
 
 @dataclass
@@ -86,6 +93,12 @@ class Outbox:
         # that finished a send meanwhile (a fan-out to 1,000 chats is not 1,000 commits).
         self._to_record: list[tuple[list, list, asyncio.Future]] = []
         self._recorder: asyncio.Task | None = None
+        # Rows sent and not yet marked so, in the order they went out. Their marks ride on
+        # the next transaction (storage/db.py `ride`), not one of their own: a reply costs
+        # no commit. Marks commit in that order, so after a crash the rows sent again are
+        # the last of each chat, still in order.
+        self._unmarked: dict[int, datetime] = {}  # row → when it went out
+        self._marker: asyncio.Task | None = None
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -128,9 +141,11 @@ class Outbox:
         return not (ids & self._in_flight)
 
     async def idle(self) -> None:
-        """Waits until every queued message is done with (before stopping)."""
-        while self._workers:
-            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+        """Waits until every queued message is done with and marked (before stopping)."""
+        while self._workers or self._marker:
+            self.app.db.ride_now()
+            await asyncio.gather(*list(self._workers.values()), *filter(None, [self._marker]),
+                                 return_exceptions=True)
 
     # -- queues ------------------------------------------------------------------------------
 
@@ -138,8 +153,8 @@ class Outbox:
         """Appends rows to their chats' queues (in the order given); returns their ids."""
         ids = []
         for row in rows:
-            if row.id in self._in_flight:
-                continue  # queued already (the retry found a row its command is sending)
+            if row.id in self._in_flight or row.id in self._unmarked:
+                continue  # queued or sent already (the retry found a row being sent)
             key = _chat_key(row)
             if key in self._blocked:
                 self._retry_needed = True  # older rows of this chat go first, at the retry
@@ -192,7 +207,11 @@ class Outbox:
                     await self._done(rest, [])
                     break
                 else:
-                    notices = await self._record([(send, result)], [])
+                    if _posted(send, result):
+                        notices = await self._record([(send, result)], [])
+                    else:
+                        self._mark_soon(send.rows)
+                        notices = []
                 await self._done(send.rows, notices)
         except Exception:
             log.exception("outbox worker for %s failed", key)
@@ -370,6 +389,33 @@ class Outbox:
         finally:
             self._recorder = None
 
+    def _mark_soon(self, rows: list[models.OutboxMessage]) -> None:
+        now = self.app.clock.now()
+        self._unmarked.update((row.id, now) for row in rows)
+        if self._marker is None:
+            self._marker = asyncio.create_task(self._mark_unmarked(), name="outbox marks")
+
+    async def _mark_unmarked(self) -> None:
+        try:
+            while self._unmarked:
+                try:
+                    marked = await self.app.db.ride(self._mark_in)
+                except Exception:
+                    log.exception("outbox: could not mark %d sent row(s); trying again",
+                                  len(self._unmarked))
+                    await asyncio.sleep(MARK_PAUSE)
+                    continue
+                for row_id in marked:
+                    del self._unmarked[row_id]
+        finally:
+            self._marker = None
+
+    async def _mark_in(self, session) -> list[int]:
+        marked = list(self._unmarked.items())
+        conn = await session.connection()
+        await conn.execute(_MARK_SENT, [{"row_id": row_id, "now": at} for row_id, at in marked])
+        return [row_id for row_id, _ in marked]
+
     async def _write(self, sent: list[tuple[_Send, Sent]], failed: list[tuple[_Send, str]]):
         """Rows marked sent or failed, in SQL, in the transaction of the commands being
         handled meanwhile if there are any (storage/db.py `grouped`); [(row id, notice)] for
@@ -383,19 +429,8 @@ class Outbox:
         conn = await session.connection()
         delivered = [row.id for send, _ in sent for row in send.rows]
         if delivered:
-            await conn.execute(_MARK_SENT, {"ids": delivered, "now": now})
-        posted = []
-        for send, result in sent:
-            first = send.rows[0]
-            if send.message.buttons and first.community_id:
-                refs = {row.ref for row in send.rows if row.buttons}
-                posted += [
-                    dict(transport=first.transport, chat=result.chat, message=message_id,
-                         community_id=first.community_id,
-                         ref=refs.pop() if len(refs) == 1 else None,
-                         buttons=list(send.message.buttons))
-                    for message_id in result.message_ids
-                ]
+            await conn.execute(_MARK_SENT, [{"row_id": i, "now": now} for i in delivered])
+        posted = [item for send, result in sent for item in _posted(send, result)]
         if posted:
             await conn.execute(insert(models.table(models.PostedMessage)), posted)
         for send, error in failed:
@@ -436,6 +471,21 @@ class Outbox:
 
 def _chat_key(row: models.OutboxMessage) -> ChatKey:
     return (row.transport, row.chat or f"person:{row.person_id}")
+
+
+def _posted(send: _Send, result: Sent) -> list[dict[str, Any]]:
+    """What to remember of a message sent with buttons, for the reactions or presses that
+    answer it: recorded before the next message of its chat goes out."""
+    first = send.rows[0]
+    if not (send.message.buttons and first.community_id):
+        return []
+    refs = {row.ref for row in send.rows if row.buttons}
+    return [
+        dict(transport=first.transport, chat=result.chat, message=message_id,
+             community_id=first.community_id, ref=refs.pop() if len(refs) == 1 else None,
+             buttons=list(send.message.buttons))
+        for message_id in result.message_ids
+    ]
 
 
 def _budget(transport, chat: str) -> Budget | None:

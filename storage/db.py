@@ -29,6 +29,7 @@ from storage.sqlite_inline import inline_url
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITER_TIMEOUT = 30  # seconds, as SQLite's busy_timeout
 GROUP_LIMIT = 64  # units of work in one shared transaction
+RIDE_WAIT = 0.02  # seconds a rider waits for a transaction to share before taking its own
 
 Work = Callable[[AsyncSession], Awaitable[Any]]
 
@@ -57,6 +58,8 @@ class Database:
         self._writer = asyncio.Lock() if self.is_sqlite else None
         self._grouped: list[_Unit] = []
         self._group_runner: asyncio.Task | None = None
+        self._riders: list[_Unit] = []
+        self._ride_timer: asyncio.TimerHandle | None = None
 
     async def migrate(self) -> None:
         """Brings the schema to the newest migration (idempotent)."""
@@ -102,23 +105,54 @@ class Database:
         the commit fails, every unit of it gets that error (nothing of it was kept)."""
         unit = _Unit(work, asyncio.get_running_loop().create_future())
         self._grouped.append(unit)
+        self._start_groups()
+        return await unit.done
+
+    def ride(self, work: Work) -> asyncio.Future:
+        """Runs `work` at the start of the next shared transaction, or in one of its own if
+        none starts within RIDE_WAIT: for bookkeeping that may wait a moment (the outbox's
+        "sent" marks), so that a reply does not cost a commit of its own. Riders run
+        before the group's units and without savepoints (they are single statements that
+        do not fail but for the database itself); if one raises anyway, it alone gets the
+        error and the units run again without it. The returned future says how it went."""
+        unit = _Unit(work, asyncio.get_running_loop().create_future())
+        self._riders.append(unit)
+        if self._group_runner is None and self._ride_timer is None:
+            self._ride_timer = asyncio.get_running_loop().call_later(
+                RIDE_WAIT, self._start_groups
+            )
+        return unit.done
+
+    def ride_now(self) -> None:
+        """Runs the waiting riders without waiting for company (before stopping)."""
+        if self._riders:
+            self._start_groups()
+
+    def _start_groups(self) -> None:
+        if self._ride_timer is not None:
+            self._ride_timer.cancel()
+            self._ride_timer = None
         if self._group_runner is None:
             self._group_runner = asyncio.create_task(self._run_groups(), name="group commit")
-        return await unit.done
 
     async def _run_groups(self) -> None:
         try:
-            while self._grouped:
+            while self._grouped or self._riders:
+                riders, self._riders = self._riders, []
                 group = self._grouped[:GROUP_LIMIT]
                 del self._grouped[:GROUP_LIMIT]
-                await self._run_group(group)
+                await self._run_group(riders, group)
         finally:
             self._group_runner = None
 
-    async def _run_group(self, group: list[_Unit]) -> None:
+    async def _run_group(self, riders: list[_Unit], group: list[_Unit]) -> None:
         outcomes: list[tuple[_Unit, Any, BaseException | None]] = []
+        riding = True
         try:
             async with self.transaction() as session:
+                for rider in riders:
+                    outcomes.append((rider, await rider.work(session), None))
+                riding = False
                 if len(group) == 1:  # alone, its transaction is its savepoint
                     outcomes.append((group[0], await group[0].work(session), None))
                 else:
@@ -131,6 +165,17 @@ class Database:
                                 raise  # the transaction itself is in doubt: all run again
                             outcomes.append((unit, None, error))
         except BaseException as error:
+            said_no = isinstance(error, Exception) and not transient(error)
+            if said_no and riding:  # a rider failed: it alone is told; the units run next
+                for rider in riders:
+                    rider.done.set_exception(error)
+                self._grouped[:0] = group
+                return
+            if said_no and riders:
+                self._riders[:0] = riders  # rolled back with the units that failed: again
+            else:
+                for rider in riders:
+                    rider.done.set_exception(error)
             for unit in group:  # nothing of the group was kept
                 unit.done.set_exception(error)
             if not isinstance(error, Exception):
@@ -143,6 +188,7 @@ class Database:
                 unit.done.set_result(value)
 
     async def close(self) -> None:
+        self.ride_now()
         if self._group_runner is not None:
             await asyncio.wait([self._group_runner])
         await self.engine.dispose()

@@ -70,3 +70,52 @@ async def test_a_transient_error_fails_the_whole_group_and_keeps_nothing(databas
     # The transaction itself is in doubt: every unit is told, so each can run again.
     assert all(isinstance(r, OperationalError) for r in results)
     assert await stored(database) == set()
+
+
+# -- riders (`Database.ride`): bookkeeping that shares the next transaction ---------------------
+
+
+async def test_a_rider_shares_the_next_transaction_instead_of_committing_its_own(database):
+    rider = database.ride(storing("mark"))
+    assert await database.grouped(storing("command")) == "command"
+    assert await rider == "mark"
+    assert len(database.commits) == 1  # one commit for both
+    assert await stored(database) == {"mark", "command"}
+
+
+async def test_a_rider_alone_commits_after_waiting_briefly_for_company(database):
+    assert await asyncio.wait_for(database.ride(storing("mark")), timeout=5) == "mark"
+    assert len(database.commits) == 1
+    assert await stored(database) == {"mark"}
+
+
+async def test_a_rider_rolled_back_with_a_unit_that_said_no_runs_again(database):
+    rider = database.ride(storing("mark"))
+    with pytest.raises(ValueError):
+        await database.grouped(storing("refused", ValueError("no")))
+    assert await rider == "mark"  # not lost with the unit's rollback
+    assert await stored(database) == {"mark"}
+
+
+async def test_a_failing_rider_is_told_alone_and_the_units_still_run(database):
+    rider = database.ride(storing("bad mark", ValueError("a bug in the rider")))
+    assert await database.grouped(storing("command")) == "command"
+    with pytest.raises(ValueError):
+        await rider
+    assert await stored(database) == {"command"}
+
+
+async def test_a_transient_error_fails_riders_too_so_their_owner_tries_again(database):
+    locked = OperationalError("INSERT", {}, Exception("database is locked"))
+    rider = database.ride(storing("mark"))
+    with pytest.raises(OperationalError):
+        await database.grouped(storing("command", locked))
+    with pytest.raises(OperationalError):
+        await rider
+    assert await stored(database) == set()
+
+
+async def test_closing_runs_waiting_riders_at_once(database):
+    rider = database.ride(storing("mark"))
+    await database.close()
+    assert rider.done() and rider.result() == "mark"
