@@ -19,10 +19,12 @@ import typing
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from difflib import get_close_matches
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import joinedload
 
 from bot.errors import ArgError
 from storage import models
@@ -514,15 +516,16 @@ class ExistingHousehold(Converter):
     """A household of this community's register; unknown ones get the nearest codes."""
 
     placeholder = HouseholdCode.placeholder
+    # Built once: most commands of a grid's morning name a household.
+    by_code = select(models.Household).where(
+        models.Household.community_id == bindparam("community_id"),
+        models.Household.code == bindparam("code"),
+    )
 
     async def convert(self, ctx: Context, word: str) -> models.Household:
         code = await HouseholdCode().convert(ctx, word)
         community = ctx.require_community()
-        found = await ctx.db.scalar(
-            select(models.Household).where(
-                models.Household.community_id == community.id, models.Household.code == code
-            )
-        )
+        found = await ctx.db.scalar(self.by_code, {"community_id": community.id, "code": code})
         if found is not None:
             return found
         query = select(models.Household.code).where(models.Household.community_id == community.id)
@@ -562,20 +565,40 @@ class Item(Converter, typing.Generic[N]):
         self.prefix = prefix
         self.model = model
         self.placeholder = prefix
+        self.pattern = re.compile(rf"(?:{prefix})?(\d{{1,9}})", re.IGNORECASE)
+        # Built once, with the values bound at each use.
+        self.by_number = self.query().where(
+            model.community_id == bindparam("community_id"), model.number == bindparam("number")
+        )
+
+    def query(self) -> Select:
+        return select(self.model)
 
     async def convert(self, ctx: Context, word: str) -> N:
-        match = re.fullmatch(rf"(?:{self.prefix})?(\d{{1,9}})", word, re.IGNORECASE)
+        match = self.pattern.fullmatch(word)
         if not match:
             raise ArgError("item", word=word, prefix=self.prefix)
         community = ctx.require_community()
+        number = int(match[1])
         item = await ctx.db.scalar(
-            select(self.model).where(
-                self.model.community_id == community.id, self.model.number == int(match[1])
-            )
+            self.by_number, {"community_id": community.id, "number": number}
         )
         if item is None:
-            raise ArgError("unknown_item", code=f"{self.prefix}{int(match[1])}", prefix=self.prefix)
+            raise ArgError("unknown_item", code=f"{self.prefix}{number}", prefix=self.prefix)
         return item
+
+
+class KeyPersonItem(Item[models.KeyPerson]):
+    """`K12`, with its household (`kp.household`) loaded in the same statement: commands on
+    a key person name the household."""
+
+    def __init__(self) -> None:
+        super().__init__("K", models.KeyPerson)
+
+    def query(self) -> Select:
+        return select(models.KeyPerson).options(
+            joinedload(models.KeyPerson.household, innerjoin=True)
+        )
 
 
 @dataclass(frozen=True)
@@ -608,7 +631,7 @@ NewGridCode = Annotated[str, GridCode()]
 PersonRef = Annotated[models.Person, Mention()]
 ErrandRef = Annotated[models.Errand, Item("E", models.Errand)]
 ShiftRef = Annotated[models.Shift, Item("S", models.Shift)]
-KeyPersonRef = Annotated[models.KeyPerson, Item("K", models.KeyPerson)]
+KeyPersonRef = Annotated[models.KeyPerson, KeyPersonItem()]
 
 
 async def convert(ctx: Context, hint: Any, word: str) -> Any:
@@ -696,17 +719,20 @@ class Param:
 
 @dataclass
 class Signature:
+    """A command's parameters, complete once `signature_of` returns (what is derived from
+    them is worked out once, at the first use)."""
+
     params: list[Param] = field(default_factory=list)
 
-    @property
+    @cached_property
     def positional(self) -> list[Param]:
         return [p for p in self.params if not p.option]
 
-    @property
+    @cached_property
     def options(self) -> dict[str, Param]:
         return {p.word: p for p in self.params if p.option}
 
-    @property
+    @cached_property
     def option_names(self) -> dict[str, Param]:
         """Each option by its name and by its other names (`temp`, `体温`), lower-cased."""
         names = {}

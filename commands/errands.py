@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -39,6 +39,16 @@ from storage.queries import grid_chats, load, next_number
 ACTIVE = ("open", "claimed")
 LIST_LIMIT = 30
 SWEEP_EVERY = timedelta(minutes=5)
+
+# /claim's one write, built once with the values bound at each claim: the errand, if still
+# open, becomes the caller's; the row comes back as claimed, or nothing if the claim lost.
+CLAIM = (
+    update(models.Errand)
+    .where(models.Errand.id == bindparam("errand_id"), models.Errand.state == "open")
+    .values(state="claimed", claimed_by_id=bindparam("person_id"), claimed_at=bindparam("now"))
+    .returning(models.Errand)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
 
 Which = Annotated[
     str, Choice("open", "mine", "all", aliases={"待认领": "open", "我的": "mine", "全部": "all"})
@@ -72,8 +82,7 @@ async def errand(
         grid_id=grid.id, text=text, household_id=for_.id if for_ else None, due_at=by,
         state="open", posted_by_id=ctx.person.id, posted_at=ctx.now, done_note="",
     )
-    ctx.db.add(posted)
-    await ctx.db.flush()
+    ctx.db.add(posted)  # written with the command's other rows when it ends
     ctx.ref(f"E{posted.number}")
     line = await _describe(ctx.db, posted, ctx.now)
     ctx.post(ctx.chat, "errands/posted", **_claimable(ctx, posted), line=line)
@@ -83,16 +92,13 @@ async def errand(
 async def claim(ctx: Context, errand: ErrandRef) -> None:
     """Take an errand; of several people claiming at once exactly one wins."""
     await _require_this_grid(ctx, errand)
-    # One conditional UPDATE, not read-then-write: the database lets one claim through.
+    # One conditional UPDATE, not read-then-write: the database lets one claim through. The
+    # winner's UPDATE returns the row as claimed, which refreshes `errand`.
     won = await ctx.db.scalar(
-        update(models.Errand)
-        .where(models.Errand.id == errand.id, models.Errand.state == "open")
-        .values(state="claimed", claimed_by_id=ctx.person.id, claimed_at=ctx.now)
-        .returning(models.Errand.id)
-        .execution_options(synchronize_session=False)
+        CLAIM, {"errand_id": errand.id, "person_id": ctx.person.id, "now": ctx.now}
     )
-    await ctx.db.refresh(errand)
     if won is None:
+        await ctx.db.refresh(errand)
         raise await _unavailable(ctx, errand)
     assert errand.claimed_at is not None  # just set by the claim
     ctx.record(

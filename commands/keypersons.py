@@ -243,7 +243,7 @@ async def watch_assign(ctx: Context, kp: KeyPersonRef, watcher: PersonRef) -> No
     previous = await ctx.db.get(models.Person, kp.watcher_id) if kp.watcher_id else None
     kp.watcher_id = watcher.id
     kp.last_reminded_at = None  # an overdue person is the new watcher's to hear about
-    household = await load(ctx.db, models.Household, kp.household_id)
+    household = kp.household
     ctx.ref(f"K{kp.number}")
     ctx.reply("keypersons/assigned", kp=kp, household=household.code, watcher=watcher.label)
     if watcher.id != ctx.person.id:
@@ -260,7 +260,7 @@ async def watch_release(ctx: Context, kp: KeyPersonRef) -> None:
     """End the observation of a key person."""
     await _active_here(ctx, kp)
     kp.ended_at = ctx.now
-    household = await load(ctx.db, models.Household, kp.household_id)
+    household = kp.household
     ctx.ref(f"K{kp.number}")
     ctx.reply("keypersons/released", kp=kp, household=household.code)
     if kp.watcher_id is not None and kp.watcher_id != ctx.person.id:
@@ -308,7 +308,7 @@ async def checkin(
         alert=temp >= FEVER_AT or read.any, by_id=ctx.person.id, at=ctx.now,
     )
     ctx.db.add(row)
-    household = await load(ctx.db, models.Household, kp.household_id)
+    household = kp.household
     ctx.ref(f"K{kp.number}")
     told = 0
     if row.alert:

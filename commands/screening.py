@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 
 from bot.api import (
     Actions,
@@ -109,30 +109,50 @@ class Coverage:
         return [b for b in self.buildings if b.screened < b.total]
 
 
-async def grid_coverage(db, grid: models.Grid) -> Coverage:
-    totals = (
-        await db.execute(
-            select(models.Household.building, func.count())
-            .where(models.Household.grid_id == grid.id)
-            .group_by(models.Household.building)
-        )
-    ).all()
+def _coverage_statement() -> Select:
+    """A grid's households counted by building and by the status and temperature of their
+    latest screening in the round (NULL: not screened yet), in one statement."""
     latest = (
-        select(func.max(models.Screening.id))
-        .where(models.Screening.grid_id == grid.id, models.Screening.round_no == grid.round_no)
-        .group_by(models.Screening.household_id)
-    )
-    rows = (
-        await db.execute(
-            select(models.Household.building, models.Screening.status, models.Screening.temperature)
-            .join(models.Household, models.Household.id == models.Screening.household_id)
-            .where(models.Screening.id.in_(latest))
+        select(models.Screening.household_id, func.max(models.Screening.id).label("id"))
+        .where(
+            models.Screening.grid_id == bindparam("grid_id"),
+            models.Screening.round_no == bindparam("round_no"),
         )
-    ).all()
-    screened = Counter(building for building, _, _ in rows)
-    statuses = Counter("fever" if is_fever(s, t) else s for _, s, t in rows)
+        .group_by(models.Screening.household_id)
+        .subquery()
+    )
+    latest_of_each = (
+        models.Household.building, models.Screening.status, models.Screening.temperature
+    )
+    return (
+        select(*latest_of_each, func.count())
+        .outerjoin(latest, latest.c.household_id == models.Household.id)
+        .outerjoin(models.Screening, models.Screening.id == latest.c.id)
+        .where(models.Household.grid_id == bindparam("grid_id"))
+        .group_by(*latest_of_each)
+    )
+
+
+# Built once, with the values bound at each use: every screening's reply shows the coverage.
+COVERAGE = _coverage_statement()
+SCREENED_BEFORE = select(func.count()).select_from(models.Screening).where(
+    models.Screening.household_id == bindparam("household_id"),
+    models.Screening.round_no == bindparam("round_no"),
+)
+
+
+async def grid_coverage(db, grid: models.Grid) -> Coverage:
+    rows = (await db.execute(COVERAGE, {"grid_id": grid.id, "round_no": grid.round_no})).all()
+    totals: Counter[str] = Counter()
+    screened: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    for building, status, temperature, households in rows:
+        totals[building] += households
+        if status is not None:
+            screened[building] += households
+            statuses["fever" if is_fever(status, temperature) else status] += households
     buildings = sorted(
-        (BuildingCoverage(b, screened[b], n) for b, n in totals),
+        (BuildingCoverage(b, screened[b], n) for b, n in totals.items()),
         key=lambda c: (c.screened / c.total, len(c.building), c.building),
     )
     return Coverage(
@@ -175,10 +195,7 @@ async def screen(
     if corrected:
         status = "fever"
     again = await ctx.db.scalar(
-        select(func.count()).select_from(models.Screening).where(
-            models.Screening.household_id == household.id,
-            models.Screening.round_no == grid.round_no,
-        )
+        SCREENED_BEFORE, {"household_id": household.id, "round_no": grid.round_no}
     )
     row = models.Screening(
         community_id=grid.community_id, grid_id=grid.id, household_id=household.id,

@@ -255,6 +255,9 @@ class KeyPerson(Base):
     last_reminded_at: Mapped[datetime | None]
     anonymised_at: Mapped[datetime | None]
 
+    # Loaded with the key person by `KeyPersonRef` (bot/args.py), never lazily.
+    household: Mapped[Household] = relationship(lazy="raise")
+
 
 class CheckIn(Base):
     __tablename__ = "checkins"
