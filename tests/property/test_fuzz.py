@@ -217,8 +217,9 @@ CONVERTERS = sorted(
         for cmd in REGISTRY.commands()
         for p in cmd.signature.params
         if type(p.converter).__module__ == "bot.args"
-        and type(p.converter).__name__
-        not in {"ExistingHousehold", "ExistingGrid", "Mention", "Item"}
+        # Those that look words up in the database are fuzzed through whole commands above.
+        and not isinstance(p.converter, args_module.ExistingHousehold | args_module.ExistingGrid
+                           | args_module.Mention | args_module.Item)
     }.items()
 )
 
