@@ -67,7 +67,6 @@ _MARK_SENT = (
 )
 
 
-
 @dataclass
 class _Send:
     """One message to send: a row alone, or several rows merged."""
