@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bot.app import App
 from bot.config import Config
+from bot.transports.base import Incoming
 from bot.transports.console import ConsoleTransport, first_lines_and_clock
 
 BLOCK = re.compile(r"^\[(?P<chat>[^\]\s]+)\](?: file: (?P<file>.+))?$")
@@ -111,6 +112,15 @@ class ConsoleBot:
         out = await self.start(clock or now)
         self.console.user, self.console.user_name, self.console.chat, self.console.direct = state
         return out
+
+
+def grid_chat_message(user: str, text: str, message_id: str) -> Incoming:
+    """What `user` types in g1chat (setup_community's grid chat), as the console hands it to
+    the app: for tests that send several messages at once with `app.handle`."""
+    return Incoming(
+        transport="console", chat="g1chat", sender=user, text=text, sender_name=user,
+        sender_username=user, chat_title="g1chat", message_id=message_id,
+    )
 
 
 async def setup_community(bot: ConsoleBot) -> Output:

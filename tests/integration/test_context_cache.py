@@ -6,15 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
-import pytest
-
 from tests.harness import ConsoleBot, setup_community
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request) -> str:
-    """'' is the bot's default SQLite file in its data directory."""
-    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
 
 
 async def test_a_role_taken_away_counts_for_the_next_message(tmp_path, database_url):

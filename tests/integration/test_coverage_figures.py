@@ -8,20 +8,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
 from sqlalchemy import select
 
 from commands.keypersons import FEVER_AT
 from commands.screening import grid_coverage
 from storage import models
 from tests.harness import ConsoleBot, setup_community
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request) -> str:
-    """'' is the bot's default SQLite file in its data directory."""
-    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
-
 
 Figures = tuple[list[tuple[str, int, int]], dict[str, int]]
 

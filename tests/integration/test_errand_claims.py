@@ -7,27 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 from sqlalchemy import func, select
 
-from bot.transports.base import Incoming
 from storage import models
-from tests.harness import ConsoleBot, parse_blocks, setup_community
+from tests.harness import ConsoleBot, grid_chat_message, parse_blocks, setup_community
 
 CLAIMANTS = 50
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request) -> str:
-    """'' is the bot's default SQLite file in its data directory."""
-    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
-
-
-def claim_message(user: str) -> Incoming:
-    return Incoming(
-        transport="console", chat="g1chat", sender=user, text="/claim E1", sender_name=user,
-        sender_username=user, chat_title="g1chat", message_id=f"claim-{user}",
-    )
 
 
 async def test_fifty_concurrent_claims_have_exactly_one_winner(tmp_path, database_url, request):
@@ -41,7 +26,9 @@ async def test_fifty_concurrent_claims_have_exactly_one_winner(tmp_path, databas
 
         mark = bot.stdout.tell()
         started = time.perf_counter()
-        await asyncio.gather(*(bot.app.handle(claim_message(v)) for v in volunteers))
+        await asyncio.gather(*(
+            bot.app.handle(grid_chat_message(v, "/claim E1", f"claim-{v}")) for v in volunteers
+        ))
         elapsed = time.perf_counter() - started
         out = parse_blocks(bot.stdout.getvalue()[mark:])
 

@@ -9,28 +9,13 @@ import asyncio
 import re
 import time
 
-import pytest
 from sqlalchemy import select
 
-from bot.transports.base import Incoming
 from storage import models
-from tests.harness import ConsoleBot, parse_blocks, setup_community
+from tests.harness import ConsoleBot, grid_chat_message, parse_blocks, setup_community
 
 RACERS = 30
 SLOTS = 3
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request) -> str:
-    """'' is the bot's default SQLite file in its data directory."""
-    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
-
-
-def message(user: str, text: str) -> Incoming:
-    return Incoming(
-        transport="console", chat="g1chat", sender=user, text=text, sender_name=user,
-        sender_username=user, chat_title="g1chat", message_id=f"{text}-{user}",
-    )
 
 
 async def signups(bot, number: int = 1) -> list[tuple[str, str]]:
@@ -62,7 +47,10 @@ async def test_the_last_slot_has_exactly_one_winner_and_the_rest_wait_in_order(
 
         mark = bot.stdout.tell()
         started = time.perf_counter()
-        await asyncio.gather(*(bot.app.handle(message(v, "/signup S1")) for v in volunteers))
+        await asyncio.gather(*(
+            bot.app.handle(grid_chat_message(v, "/signup S1", f"/signup S1-{v}"))
+            for v in volunteers
+        ))
         elapsed = time.perf_counter() - started
         replies = parse_blocks(bot.stdout.getvalue()[mark:]).texts("g1chat")
 
@@ -110,8 +98,8 @@ async def test_concurrent_leaving_and_joining_never_overfill(tmp_path, database_
         first = people[:6]
         for person in first:
             await bot.say(f":as {person}", "/signup S1")
-        leaving = [message(p, "/unsign S1") for p in first[:2]]
-        joining = [message(p, "/signup S1") for p in people[6:]]
+        leaving = [grid_chat_message(p, "/unsign S1", f"/unsign S1-{p}") for p in first[:2]]
+        joining = [grid_chat_message(p, "/signup S1", f"/signup S1-{p}") for p in people[6:]]
         await asyncio.gather(*(bot.app.handle(m) for m in leaving + joining))
         rows = await signups(bot)
         holders = [user for user, state in rows if state == "slot"]
@@ -165,7 +153,9 @@ async def race_own_signups(bots: list[ConsoleBot], user: str, numbers: list[int]
     `bots`; the group's replies."""
     marks = [bot.stdout.tell() for bot in bots]
     await asyncio.gather(*(
-        bots[i % len(bots)].app.handle(message(user, f"/signup S{n}"))
+        bots[i % len(bots)].app.handle(
+            grid_chat_message(user, f"/signup S{n}", f"/signup S{n}-{user}")
+        )
         for i, n in enumerate(numbers)
     ))
     return [reply for bot, mark in zip(bots, marks, strict=True)

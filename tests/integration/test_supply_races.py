@@ -7,27 +7,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import func, select
 
 from bot.transports.base import Incoming
 from storage import models
-from tests.harness import ConsoleBot, parse_blocks, setup_community
+from tests.harness import ConsoleBot, grid_chat_message, parse_blocks, setup_community
 
 REPORTERS = 20
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request) -> str:
-    """'' is the bot's default SQLite file in its data directory."""
-    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
-
-
-def message(user: str, text: str, n: int) -> Incoming:
-    return Incoming(
-        transport="console", chat="g1chat", sender=user, text=text, sender_name=user,
-        sender_username=user, chat_title="g1chat", message_id=f"{user}-{n}",
-    )
 
 
 async def at_once(bot: ConsoleBot, messages: list[Incoming]):
@@ -45,7 +31,7 @@ async def test_concurrent_reports_alert_once_and_create_one_item(tmp_path, datab
         await bot.say(":in g1chat", *(line for v in members for line in (f":as {v}", "/join")))
         await bot.say(":as lead", "/supply min 口罩 500", ":as wang", "/supply 口罩 800")
 
-        out = await at_once(bot, [message(v, f"/supply 口罩 {400 + i}", 1)
+        out = await at_once(bot, [grid_chat_message(v, f"/supply 口罩 {400 + i}", f"{v}-1")
                                   for i, v in enumerate(members)])
         assert len([t for t in out.texts("dm:lead") if "物资预警" in t]) == 1
         replies = out.texts("g1chat")
@@ -53,7 +39,9 @@ async def test_concurrent_reports_alert_once_and_create_one_item(tmp_path, datab
         assert sum("已低于最低库存" in r for r in replies) == 1
         assert sum("仍低于最低库存" in r for r in replies) == REPORTERS - 1
 
-        out = await at_once(bot, [message(v, "/supply 体温枪 5", 2) for v in members])
+        out = await at_once(
+            bot, [grid_chat_message(v, "/supply 体温枪 5", f"{v}-2") for v in members]
+        )
         assert len(out.texts("g1chat")) == REPORTERS
         async with bot.app.db.transaction() as db:
             items = await db.scalar(
@@ -80,7 +68,9 @@ async def test_a_request_met_twice_at_once_is_marked_and_told_once(tmp_path, dat
         await setup_community(bot)
         await bot.say(":as admin", ":in g1chat", "/role @lead2 leader", ":as lead2", "/join",
                       ":as wang", "/need 口罩 1000")
-        out = await at_once(bot, [message(u, "/need done N1", 3) for u in ("lead", "lead2")])
+        out = await at_once(
+            bot, [grid_chat_message(u, "/need done N1", f"{u}-3") for u in ("lead", "lead2")]
+        )
         replies = out.texts("g1chat")
         assert len(replies) == 2
         assert sum("已满足" in r and "确认" in r for r in replies) == 1

@@ -6,27 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import String, cast, func, select
 
-from bot.transports.base import Incoming
 from storage import models
-from tests.harness import ConsoleBot, parse_blocks, setup_community
+from tests.harness import ConsoleBot, grid_chat_message, parse_blocks, setup_community
 
 ROUNDS = 5
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request) -> str:
-    """'' is the bot's default SQLite file in its data directory."""
-    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
-
-
-def message(user: str, text: str, key: str) -> Incoming:
-    return Incoming(
-        transport="console", chat="g1chat", sender=user, text=text, sender_name=user,
-        sender_username=user, chat_title="g1chat", message_id=key,
-    )
 
 
 async def test_a_cancel_and_a_met_at_once_close_a_request_once(tmp_path, database_url):
@@ -39,8 +24,8 @@ async def test_a_cancel_and_a_met_at_once_close_a_request_once(tmp_path, databas
         for n in range(1, ROUNDS + 1):
             mark = bot.stdout.tell()
             await asyncio.gather(
-                bot.app.handle(message("wang", f"/need cancel N{n}", f"cancel-{n}")),
-                bot.app.handle(message("lead", f"/need done N{n}", f"done-{n}")),
+                bot.app.handle(grid_chat_message("wang", f"/need cancel N{n}", f"cancel-{n}")),
+                bot.app.handle(grid_chat_message("lead", f"/need done N{n}", f"done-{n}")),
             )
             out = parse_blocks(bot.stdout.getvalue()[mark:])
             async with bot.app.db.transaction() as db:
